@@ -1,0 +1,48 @@
+package settings
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order; the database's PRAGMA user_version counts how many have
+// run. Never edit or reorder a released entry: append a new one.
+var migrations = []string{
+	// 1: key/value desired state.
+	`CREATE TABLE settings (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) STRICT`,
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() int { return len(migrations) }
+
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("settings: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("settings: database schema version %d is newer than this outpostd (%d); run a newer outpostd or restore an older snapshot", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("settings: migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback() //nolint:errcheck
+			return fmt.Errorf("settings: migration %d: %w", i+1, err)
+		}
+		// user_version is part of the database header, so it commits atomically with the DDL.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback() //nolint:errcheck
+			return fmt.Errorf("settings: migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("settings: migration %d: commit: %w", i+1, err)
+		}
+	}
+	return nil
+}

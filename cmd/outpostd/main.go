@@ -1,0 +1,44 @@
+// Command outpostd is the Outpost appliance daemon: it supervises the homeserver and serves
+// the gateway, setup and admin socket. On gokrazy it is the boot program; on a laptop,
+// `make run` starts it with a data directory under ./var.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/outpost-im/outpost/appliance/daemon"
+	"github.com/outpost-im/outpost/appliance/platform"
+)
+
+func main() {
+	var c daemon.Config
+	flag.StringVar(&c.DataDir, "data", platform.DefaultDataDir(), "state directory (settings, homeserver databases, media)")
+	flag.StringVar(&c.HTTPAddr, "http", platform.DefaultHTTPAddr(), "gateway HTTP listen address")
+	flag.StringVar(&c.HTTPSAddr, "https", "", "gateway HTTPS listen address (empty: off)")
+	flag.StringVar(&c.TURNAddr, "turn", "", "TURN listen address (empty: off)")
+	flag.StringVar(&c.Dendrite, "dendrite", platform.DefaultDendrite(), "path of the dendrite binary")
+	level := flag.String("log-level", "info", "debug, info, warn or error (debug includes the access log)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		log.Fatalf("outpostd: unexpected argument %q", flag.Arg(0))
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		log.Fatalf("outpostd: -log-level: %v", err)
+	}
+	c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	c.Console = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, c); err != nil {
+		fmt.Fprintf(os.Stderr, "outpostd: %v\n", err)
+		os.Exit(1)
+	}
+}
