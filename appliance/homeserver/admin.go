@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // MatrixError is an error answer from the homeserver.
@@ -100,10 +101,23 @@ func RegisterUser(ctx context.Context, hc *http.Client, sharedSecret, username, 
 		"mac":      hex.EncodeToString(mac.Sum(nil)),
 	}
 	var resp struct {
-		UserID string `json:"user_id"`
+		UserID      string `json:"user_id"`
+		AccessToken string `json:"access_token"`
 	}
 	if err := do(ctx, hc, http.MethodPost, path, req, &resp); err != nil {
 		return "", err
+	}
+	// Registration also signs in a device; end that session so the new account's device
+	// list shows only the person's own devices.
+	if resp.AccessToken != "" {
+		logout, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://homeserver/_matrix/client/v3/logout", strings.NewReader("{}"))
+		if err == nil {
+			logout.Header.Set("Authorization", "Bearer "+resp.AccessToken)
+			if r, err := hc.Do(logout); err == nil {
+				io.Copy(io.Discard, r.Body) //nolint:errcheck
+				r.Body.Close()
+			}
+		}
 	}
 	return resp.UserID, nil
 }

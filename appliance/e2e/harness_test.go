@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outpost-im/outpost/appliance/adminapi"
+)
+
+// Binaries built once for the whole package.
+var bins struct {
+	outpostd, outpost string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outpost-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.outpostd = filepath.Join(dir, "outpostd")
+	bins.outpost = filepath.Join(dir, "outpost")
+	for pkg, out := range map[string]string{"../../cmd/outpostd": bins.outpostd, "../../cmd/outpost": bins.outpost} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// dendriteBinary is the real dendrite, built by `make` and passed in OUTPOST_DENDRITE.
+// Inside `make test` (OUTPOST_REQUIRE_DENDRITE=1) its absence is a failure, never a skip.
+func dendriteBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("OUTPOST_DENDRITE")
+	if p == "" {
+		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
+			t.Fatal("OUTPOST_DENDRITE is not set but OUTPOST_REQUIRE_DENDRITE is: the Makefile must build dendrite first")
+		}
+		t.Skip("needs the real dendrite binary: run `make test` (or set OUTPOST_DENDRITE=/path/to/dendrite)")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("OUTPOST_DENDRITE=%s: %v", p, err)
+	}
+	return p
+}
+
+// daemon is one running outpostd.
+type daemon struct {
+	t       *testing.T
+	dataDir string
+	addr    string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startDaemon starts outpostd on dataDir and waits until its gateway answers.
+func startDaemon(t *testing.T, dataDir string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), logPath: filepath.Join(t.TempDir(), "outpostd.log")}
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *daemon) start() {
+	t := d.t
+	t.Helper()
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-dendrite", dendriteBinary(t), "-log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() {
+		d.cmd.Wait() //nolint:errcheck
+		logf.Close()
+		close(d.exited)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + d.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("outpostd exited during start; log:\n%s", d.log())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outpostd did not listen within 30s; log:\n%s", d.log())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+	select {
+	case <-d.exited:
+	case <-time.After(40 * time.Second):
+		d.cmd.Process.Kill() //nolint:errcheck
+		<-d.exited
+		d.t.Errorf("outpostd did not stop within 40s of SIGTERM")
+	}
+	if d.t.Failed() {
+		d.t.Logf("outpostd log:\n%s", d.log())
+	}
+}
+
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+func (d *daemon) url(path string) string { return "http://" + d.addr + path }
+
+// cli runs the outpost CLI against this daemon's data dir.
+func (d *daemon) cli(stdin string, args ...string) (stdout, stderr string, code int) {
+	d.t.Helper()
+	cmd := exec.Command(bins.outpost, append([]string{"-data", d.dataDir}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func (d *daemon) mustCLI(stdin string, args ...string) string {
+	d.t.Helper()
+	out, errOut, code := d.cli(stdin, args...)
+	if code != 0 {
+		d.t.Fatalf("outpost %v: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
+func (d *daemon) status() adminapi.Status {
+	d.t.Helper()
+	var st adminapi.Status
+	if err := json.Unmarshal([]byte(d.mustCLI("", "status", "--json")), &st); err != nil {
+		d.t.Fatal(err)
+	}
+	return st
+}
+
+// setup completes first-boot setup with admin "alice" and creates "bob".
+func (d *daemon) setup(serverName string) {
+	d.t.Helper()
+	d.mustCLI(password("alice")+"\n", "setup", "--server-name", serverName, "--admin", "alice", "--password-stdin")
+	d.mustCLI(password("bob")+"\n", "users", "add", "bob", "--password-stdin")
+}
+
+func password(user string) string { return user + "-correct-horse-battery" }
+
+// waitFor polls cond until it is true or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
