@@ -184,11 +184,11 @@ func TestChat(t *testing.T) {
 	}
 	// Sockets and secrets are private.
 	for p, want := range map[string]os.FileMode{
-		filepath.Join(dataDir, "admin.sock"):                 0o600,
-		filepath.Join(dataDir, "homeserver", "dendrite.sock"): 0o660,
-		filepath.Join(dataDir, "homeserver", "dendrite.yaml"): 0o600,
+		filepath.Join(dataDir, "admin.sock"):                   0o600,
+		filepath.Join(dataDir, "homeserver", "dendrite.sock"):  0o660,
+		filepath.Join(dataDir, "homeserver", "dendrite.yaml"):  0o600,
 		filepath.Join(dataDir, "homeserver", "matrix_key.pem"): 0o600,
-		filepath.Join(dataDir, "settings.db"):                0o600,
+		filepath.Join(dataDir, "settings.db"):                  0o600,
 	} {
 		fi, err := os.Stat(p)
 		if err != nil {

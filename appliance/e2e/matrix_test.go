@@ -39,7 +39,9 @@ type matrixErr struct {
 	Message string `json:"error"`
 }
 
-func (e *matrixErr) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.ErrCode, e.Message) }
+func (e *matrixErr) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.ErrCode, e.Message)
+}
 
 // do calls the API and returns a *matrixErr for non-200 answers.
 func (c *client) do(method, path string, in, out any) error {

@@ -510,14 +510,20 @@ func (t *logTail) add(l string) {
 	}
 }
 
-// last returns the most telling recent line: the last error if any, else the last line.
+// last returns the most telling recent output: the last few error lines (Dendrite logs the
+// cause before its final "failed to start"), else the last line.
 func (t *logTail) last() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := len(t.lines) - 1; i >= 0; i-- {
-		if strings.Contains(t.lines[i], "level=error") || strings.Contains(t.lines[i], "level=fatal") || strings.Contains(t.lines[i], "level=panic") {
-			return t.lines[i]
+	var errs []string
+	for i := len(t.lines) - 1; i >= 0 && len(errs) < 3; i-- {
+		l := t.lines[i]
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") || strings.Contains(l, "level=panic") {
+			errs = append([]string{l}, errs...)
 		}
+	}
+	if len(errs) > 0 {
+		return strings.Join(errs, " | ")
 	}
 	if len(t.lines) == 0 {
 		return ""

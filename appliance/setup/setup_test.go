@@ -25,7 +25,7 @@ func TestValidateServerName(t *testing.T) {
 		{"chat example", false},
 		{"chat.example.com:99999", false},
 		{"0.0.0.0", false},
-		{"fd00::1", false}, // IPv6 needs brackets
+		{"fd00::1", false},      // IPv6 needs brackets
 		{"-bad-.example", true}, // the spec's grammar allows it
 	} {
 		err := ValidateServerName(tc.name)

@@ -1,0 +1,177 @@
+package homeserver
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func dendriteBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("OUTPOST_DENDRITE")
+	if p == "" {
+		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
+			t.Fatal("OUTPOST_REQUIRE_DENDRITE is set but OUTPOST_DENDRITE is not")
+		}
+		t.Skip("needs the real dendrite binary: run `make test` or set OUTPOST_DENDRITE")
+	}
+	return p
+}
+
+func newTestSupervisor(t *testing.T) (*Supervisor, Config) {
+	t.Helper()
+	// Unix socket paths are limited to 108 bytes; t.TempDir() can be long.
+	dir, err := os.MkdirTemp("", "hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := Config{Dir: filepath.Join(dir, "hs"), ServerName: "sup.test", RegistrationSharedSecret: "secret"}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := NewSupervisor(dendriteBinary(t), cfg.SocketPath(), func(context.Context) (Config, error) { return cfg, nil }, log)
+	t.Cleanup(s.Stop)
+	return s, cfg
+}
+
+func waitState(t *testing.T, s *Supervisor, want State, timeout time.Duration) Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := s.Status()
+		if st.State == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s after %s, want %s (last exit %q)", st.State, timeout, want, st.LastExit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestSupervisorPauseResumeStop(t *testing.T) {
+	s, cfg := newTestSupervisor(t)
+	ctx := context.Background()
+	s.Start(ctx)
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.WaitReady(rctx); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	if st.Version != "0.15.2" || st.PID == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if fi, err := os.Stat(cfg.SocketPath()); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket: %v %v", fi, err)
+	}
+
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Status().State; got != StatePaused {
+		t.Fatalf("state %s after Pause", got)
+	}
+	// While paused, requests wait rather than fail...
+	waited := make(chan error, 1)
+	go func() {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		waited <- s.WaitReady(c)
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitReady returned during a pause: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// ...and the process really is stopped: it does not answer.
+	hctx, hcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if err := s.healthy(hctx); err == nil {
+		t.Fatal("a paused homeserver answered")
+	}
+	hcancel()
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("WaitReady after Resume: %v", err)
+	}
+	if err := s.healthy(ctx); err != nil {
+		t.Fatalf("not healthy after Resume: %v", err)
+	}
+
+	// Stop while paused still ends the process cleanly.
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.Status().PID
+	s.Stop()
+	if alive(pid) {
+		t.Fatalf("pid %d alive after Stop", pid)
+	}
+	if st := s.Status(); st.State != StateStopped || st.Restarts != 0 {
+		t.Fatalf("after Stop: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "dendrite.pid")); !os.IsNotExist(err) {
+		t.Fatalf("pid file left behind: %v", err)
+	}
+}
+
+// A homeserver that stops answering (here: frozen from outside) is killed and restarted.
+func TestSupervisorRestartsHungHomeserver(t *testing.T) {
+	defer func(i, to time.Duration, f int) { healthInterval, healthTimeout, healthFailures = i, to, f }(healthInterval, healthTimeout, healthFailures)
+	healthInterval, healthTimeout, healthFailures = 200*time.Millisecond, 200*time.Millisecond, 2
+
+	s, _ := newTestSupervisor(t)
+	s.Start(context.Background())
+	first := waitState(t, s, StateRunning, 60*time.Second)
+	if err := syscall.Kill(first.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := s.Status()
+		if st.State == StateRunning && st.PID != first.PID {
+			if st.Restarts != 1 {
+				t.Fatalf("restarts = %d", st.Restarts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hung homeserver not replaced: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(first.PID) {
+		t.Fatalf("hung pid %d still alive", first.PID)
+	}
+}
+
+// A config dendrite refuses makes it exit at once; the supervisor reports why and keeps
+// retrying with growing backoff instead of spinning.
+func TestSupervisorReportsStartFailure(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "hs")
+	defer os.RemoveAll(dir)
+	cfg := Config{Dir: filepath.Join(dir, "hs"), ServerName: "bad.test", RegistrationSharedSecret: "s", MaxUploadBytes: -5}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	s := NewSupervisor(dendriteBinary(t), cfg.SocketPath(), func(context.Context) (Config, error) { return cfg, nil }, log)
+	defer s.Stop()
+	s.Start(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Status().Restarts < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no restarts: %+v", s.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := s.Status()
+	if st.State == StateRunning || st.LastExit == "" {
+		t.Fatalf("status %+v", st)
+	}
+	t.Logf("last exit: %s", st.LastExit)
+}
