@@ -26,6 +26,16 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 // Matrix user ID localparts as Dendrite accepts them.
 var localpartRe = regexp.MustCompile(`^[0-9a-z_\-=./+]+$`)
 
+// ServiceLocalpart is outpostd's own admin account, which performs the admin actions
+// Dendrite only offers to admin users. People cannot take the name (ValidateUsername).
+const ServiceLocalpart = "outpost-service"
+
+// IsSystem reports whether a localpart belongs to the system rather than a person: the
+// service account and Dendrite's own accounts (server notices), which start with '_'.
+func IsSystem(localpart string) bool {
+	return localpart == ServiceLocalpart || strings.HasPrefix(localpart, "_")
+}
+
 // MinPasswordLength is the shortest password accepted.
 const MinPasswordLength = 10
 
@@ -36,8 +46,8 @@ func ValidateUsername(field, name, serverName string) error {
 		return &FieldError{field, "enter a user name"}
 	case strings.HasPrefix(name, "@"):
 		return &FieldError{field, "give the name without '@' and server, for example alice"}
-	case strings.HasPrefix(name, "_"):
-		return &FieldError{field, "names starting with '_' are reserved for the system"}
+	case IsSystem(name):
+		return &FieldError{field, "this name is reserved for the system; choose another"}
 	case !localpartRe.MatchString(name):
 		return &FieldError{field, "use only lower-case letters a-z, digits 0-9 and . _ - = / +"}
 	case len("@"+name+":"+serverName) > 255:

@@ -17,6 +17,7 @@ func TestValidateUsername(t *testing.T) {
 		{"Alice", false},
 		{"@alice:box", false},
 		{"_server", false},
+		{"outpost-service", false},
 		{"al ice", false},
 		{"ali:ce", false},
 		{strings.Repeat("a", 250), false},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/homeserver"
+	"github.com/outpost-im/outpost/appliance/invites"
 )
 
 // SocketName is the admin socket's file name in the data directory.
@@ -25,6 +26,8 @@ type Status struct {
 	DataBytes        int64             `json:"data_bytes"`
 	DiskFreeBytes    int64             `json:"disk_free_bytes"`
 	HTTPAddr         string            `json:"http_addr"`
+	Users            int               `json:"users"`
+	Rooms            int               `json:"rooms"`
 }
 
 // Versions of the running parts.
@@ -41,9 +44,42 @@ type AddUserRequest struct {
 	Admin    bool   `json:"admin"`
 }
 
-// AddUserResponse names the new account.
+// AddUserResponse names the new account. Password is set only when it was generated.
 type AddUserResponse struct {
-	UserID string `json:"user_id"`
+	UserID   string `json:"user_id"`
+	Password string `json:"password,omitempty"`
+}
+
+// PasswordRequest carries a new password; empty asks for a generated one-time password.
+type PasswordRequest struct {
+	Password string `json:"password"`
+}
+
+// PasswordResponse returns a generated one-time password.
+type PasswordResponse struct {
+	Password string `json:"password,omitempty"`
+}
+
+// AdminFlagRequest promotes or demotes an account.
+type AdminFlagRequest struct {
+	Admin bool `json:"admin"`
+}
+
+// CreateInviteRequest makes an invitation; Expires is a Go duration ("72h"), empty for 7 days.
+type CreateInviteRequest struct {
+	Expires string `json:"expires"`
+	Note    string `json:"note"`
+}
+
+// CreateInviteResponse returns the invitation and its code, shown once.
+type CreateInviteResponse struct {
+	Invite invites.Invite `json:"invite"`
+	Code   string         `json:"code"`
+}
+
+// SetupCodeResponse is the claim code.
+type SetupCodeResponse struct {
+	Code string `json:"code"`
 }
 
 // Error is every failed answer's body.

@@ -9,9 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/homeserver"
+	"github.com/outpost-im/outpost/appliance/invites"
 )
 
 // Client talks to a running outpostd through its admin socket.
@@ -50,6 +55,63 @@ func (c *Client) Setup(ctx context.Context, req any) error {
 func (c *Client) AddUser(ctx context.Context, req AddUserRequest) (AddUserResponse, error) {
 	var out AddUserResponse
 	err := c.call(ctx, http.MethodPost, "/v1/users", req, &out)
+	return out, err
+}
+
+// SetupCode returns the one-time setup code.
+func (c *Client) SetupCode(ctx context.Context) (string, error) {
+	var out SetupCodeResponse
+	err := c.call(ctx, http.MethodGet, "/v1/setup-code", nil, &out)
+	return out.Code, err
+}
+
+// ListUsers lists accounts.
+func (c *Client) ListUsers(ctx context.Context) ([]homeserver.Account, error) {
+	var out []homeserver.Account
+	err := c.call(ctx, http.MethodGet, "/v1/users", nil, &out)
+	return out, err
+}
+
+// ResetPassword sets a new password (empty: generate one, returned).
+func (c *Client) ResetPassword(ctx context.Context, name, password string) (string, error) {
+	var out PasswordResponse
+	err := c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/reset-password", PasswordRequest{Password: password}, &out)
+	return out.Password, err
+}
+
+// Deactivate closes an account.
+func (c *Client) Deactivate(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/deactivate", struct{}{}, nil)
+}
+
+// SetAdmin promotes or demotes.
+func (c *Client) SetAdmin(ctx context.Context, name string, admin bool) error {
+	return c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/admin", AdminFlagRequest{Admin: admin}, nil)
+}
+
+// ListInvites lists invitations.
+func (c *Client) ListInvites(ctx context.Context) ([]invites.Invite, error) {
+	var out []invites.Invite
+	err := c.call(ctx, http.MethodGet, "/v1/invites", nil, &out)
+	return out, err
+}
+
+// CreateInvite makes an invitation.
+func (c *Client) CreateInvite(ctx context.Context, req CreateInviteRequest) (CreateInviteResponse, error) {
+	var out CreateInviteResponse
+	err := c.call(ctx, http.MethodPost, "/v1/invites", req, &out)
+	return out, err
+}
+
+// RevokeInvite withdraws an invitation.
+func (c *Client) RevokeInvite(ctx context.Context, id int64) error {
+	return c.call(ctx, http.MethodPost, fmt.Sprintf("/v1/invites/%d/revoke", id), struct{}{}, nil)
+}
+
+// Audit returns the newest audit entries.
+func (c *Client) Audit(ctx context.Context, limit int) ([]audit.Entry, error) {
+	var out []audit.Entry
+	err := c.call(ctx, http.MethodGet, fmt.Sprintf("/v1/audit?limit=%d", limit), nil, &out)
 	return out, err
 }
 

@@ -10,11 +10,16 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/accounts"
+	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/homeserver"
+	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/appliance/version"
@@ -23,8 +28,6 @@ import (
 // Homeserver is what the API needs from the supervisor.
 type Homeserver interface {
 	Status() homeserver.Status
-	Client() *http.Client
-	WaitReady(ctx context.Context) error
 }
 
 // Server answers the admin socket.
@@ -32,26 +35,41 @@ type Server struct {
 	Store     *settings.Store
 	HS        Homeserver
 	Setup     *setup.Service
+	People    *people.Service
+	Invites   *invites.Service
 	DataDir   string
 	HTTPAddr  string
 	StartedAt time.Time
 	Log       *slog.Logger
 }
 
+// cli is the actor for everything done through the socket: whoever holds it is root or the
+// appliance's own user.
+var cli = audit.Actor{Via: "cli"}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/setup", s.setup)
+	mux.HandleFunc("GET /v1/setup-code", s.setupCode)
+	mux.HandleFunc("GET /v1/users", s.listUsers)
 	mux.HandleFunc("POST /v1/users", s.addUser)
+	mux.HandleFunc("POST /v1/users/{name}/reset-password", s.resetPassword)
+	mux.HandleFunc("POST /v1/users/{name}/deactivate", s.deactivate)
+	mux.HandleFunc("POST /v1/users/{name}/admin", s.setAdmin)
+	mux.HandleFunc("GET /v1/invites", s.listInvites)
+	mux.HandleFunc("POST /v1/invites", s.createInvite)
+	mux.HandleFunc("POST /v1/invites/{id}/revoke", s.revokeInvite)
+	mux.HandleFunc("GET /v1/audit", s.audit)
 	return mux
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Store.Get(r.Context())
+// Status collects what `outpost status` and the console's overview show.
+func (s *Server) Status(ctx context.Context) (Status, error) {
+	st, err := s.Store.Get(ctx)
 	if err != nil {
-		writeError(w, err)
-		return
+		return Status{}, err
 	}
 	out := Status{
 		SetupComplete:    st.SetupComplete,
@@ -69,6 +87,22 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	var fsst syscall.Statfs_t
 	if syscall.Statfs(s.DataDir, &fsst) == nil {
 		out.DiskFreeBytes = int64(fsst.Bavail) * fsst.Bsize
+	}
+	if st.SetupComplete && out.Homeserver.State == homeserver.StateRunning {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if u, r, err := s.People.Counts(cctx); err == nil {
+			out.Users, out.Rooms = u, r
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Status(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -88,46 +122,140 @@ func dirSize(dir string) int64 {
 
 func (s *Server) setup(w http.ResponseWriter, r *http.Request) {
 	var req setup.Request
-	if !readJSON(w, r, &req) {
+	if !ReadJSON(w, r, &req) {
 		return
 	}
-	if err := s.Setup.Complete(r.Context(), req); err != nil {
-		writeError(w, err)
+	if err := s.Setup.Complete(r.Context(), cli, req); err != nil {
+		WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
-	var req AddUserRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	st, err := s.Store.Get(r.Context())
+func (s *Server) setupCode(w http.ResponseWriter, r *http.Request) {
+	code, err := claim.Read(s.DataDir)
 	if err != nil {
-		writeError(w, err)
+		WriteError(w, err)
 		return
 	}
-	if !st.SetupComplete {
-		writeJSON(w, http.StatusConflict, Error{Message: "this box is not set up yet; run `outpost setup` first"})
+	if code == "" {
+		writeJSON(w, http.StatusConflict, Error{Message: "setup is complete; the one-time setup code is no longer valid"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	if err := s.HS.WaitReady(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, Error{Message: "the homeserver is not running; check `outpost status`"})
-		return
-	}
-	id, err := accounts.Create(ctx, s.HS.Client(), st.RegistrationSharedSecret, st.ServerName, req.Username, req.Password, req.Admin)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s.Log.Info("user created", "user_id", id, "admin", req.Admin, "via", "cli")
-	writeJSON(w, http.StatusOK, AddUserResponse{UserID: id})
+	writeJSON(w, http.StatusOK, SetupCodeResponse{Code: code})
 }
 
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	list, err := s.People.List(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
+	var req AddUserRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	id, generated, err := s.People.Create(r.Context(), cli, req.Username, req.Password, req.Admin)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, AddUserResponse{UserID: id, Password: generated})
+}
+
+func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request) {
+	var req PasswordRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	generated, err := s.People.ResetPassword(r.Context(), cli, r.PathValue("name"), req.Password)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PasswordResponse{Password: generated})
+}
+
+func (s *Server) deactivate(w http.ResponseWriter, r *http.Request) {
+	if err := s.People.Deactivate(r.Context(), cli, r.PathValue("name")); err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) setAdmin(w http.ResponseWriter, r *http.Request) {
+	var req AdminFlagRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	if err := s.People.SetAdmin(r.Context(), cli, r.PathValue("name"), req.Admin); err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) listInvites(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Invites.List(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) createInvite(w http.ResponseWriter, r *http.Request) {
+	var req CreateInviteRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	var ttl time.Duration
+	if req.Expires != "" {
+		d, err := time.ParseDuration(req.Expires)
+		if err != nil {
+			WriteError(w, &accounts.FieldError{Field: "expires", Message: "give a duration such as 72h or 30m"})
+			return
+		}
+		ttl = d
+	}
+	inv, code, err := s.Invites.Create(r.Context(), cli, ttl, req.Note)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CreateInviteResponse{Invite: inv, Code: code})
+}
+
+func (s *Server) revokeInvite(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		WriteError(w, &accounts.FieldError{Field: "id", Message: "give the invitation's number, as shown by `outpost invites list`"})
+		return
+	}
+	if err := s.Invites.Revoke(r.Context(), cli, id); err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	list, err := audit.List(r.Context(), s.Store.DB(), limit)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// ReadJSON decodes a request body strictly; on failure it answers 400 and returns false.
+func ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -137,24 +265,41 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// writeError maps an error to a status and a message the CLI can print as it is.
-func writeError(w http.ResponseWriter, err error) {
+// WriteError maps an error to a status and a message a person can act on. The web
+// console uses it too, so both doors say the same thing.
+func WriteError(w http.ResponseWriter, err error) {
 	var fe *accounts.FieldError
 	var exists *accounts.ErrExists
+	var notFound *people.ErrNotFound
+	var refused *people.Refused
 	switch {
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusBadRequest, Error{Message: fe.Error(), Field: fe.Field})
 	case errors.As(err, &exists):
-		writeJSON(w, http.StatusConflict, Error{Message: exists.Error()})
-	case errors.Is(err, setup.ErrAlreadySetUp):
+		writeJSON(w, http.StatusConflict, Error{Message: exists.Error(), Field: "username"})
+	case errors.As(err, &notFound):
+		writeJSON(w, http.StatusNotFound, Error{Message: notFound.Error()})
+	case errors.As(err, &refused):
+		writeJSON(w, http.StatusConflict, Error{Message: refused.Error()})
+	case errors.Is(err, setup.ErrAlreadySetUp), errors.Is(err, people.ErrNotSetUp):
 		writeJSON(w, http.StatusConflict, Error{Message: err.Error()})
+	case errors.Is(err, invites.ErrInvalid):
+		writeJSON(w, http.StatusForbidden, Error{Message: err.Error(), Field: "code"})
+	case errors.Is(err, people.ErrBadCredentials):
+		writeJSON(w, http.StatusForbidden, Error{Message: err.Error()})
+	case errors.Is(err, people.ErrRateLimited):
+		writeJSON(w, http.StatusTooManyRequests, Error{Message: err.Error()})
 	default:
 		writeJSON(w, http.StatusInternalServerError, Error{Message: err.Error()})
 	}
 }
 
+// WriteJSON writes v with the given status.
+func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v) //nolint:errcheck
 }

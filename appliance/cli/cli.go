@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -40,10 +42,23 @@ Commands:
   status [--json]                       show setup, homeserver and versions
   setup --server-name NAME --admin USER --password-stdin [--federation]
                                         finish first-boot setup
-  users add USER [--admin] --password-stdin
+  setup-code                            print the one-time code the setup page asks for
+  users list [--json]                   list accounts
+  users add USER [--admin] (--password-stdin | --one-time-password)
                                         create an account
+  users reset-password USER (--password-stdin | --one-time-password)
+                                        set a new password and sign the account out everywhere
+  users deactivate USER --yes           close an account for good
+  users promote USER | users demote USER
+                                        grant or remove administrator rights
+  invites create [--expires 168h] [--note TEXT]
+                                        make a one-time invitation code
+  invites list [--json]                 list invitations
+  invites revoke ID                     withdraw an invitation
+  audit [--limit N] [--json]            show the audit log of admin actions
 
 Passwords are read from standard input (one line); on a terminal you are prompted.
+--one-time-password generates a password, prints it once, and stores it nowhere.
 `
 
 // Main runs the command and returns the exit code.
@@ -83,15 +98,48 @@ func run(ctx context.Context, args []string, env Env) error {
 		return status(ctx, c, cmdArgs, env)
 	case "setup":
 		return setupCmd(ctx, c, cmdArgs, env)
+	case "setup-code":
+		if len(cmdArgs) > 0 {
+			return usageError{"setup-code takes no arguments"}
+		}
+		code, err := c.SetupCode(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, code)
+		return nil
 	case "users":
 		if len(cmdArgs) == 0 {
-			return usageError{"users: give a subcommand: add"}
+			return usageError{"users: give a subcommand: list, add, reset-password, deactivate, promote, demote"}
 		}
 		switch cmdArgs[0] {
+		case "list":
+			return usersList(ctx, c, cmdArgs[1:], env)
 		case "add":
 			return usersAdd(ctx, c, cmdArgs[1:], env)
+		case "reset-password":
+			return usersResetPassword(ctx, c, cmdArgs[1:], env)
+		case "deactivate":
+			return usersDeactivate(ctx, c, cmdArgs[1:], env)
+		case "promote", "demote":
+			return usersSetAdmin(ctx, c, cmdArgs[0] == "promote", cmdArgs[1:], env)
 		}
 		return usageError{fmt.Sprintf("users: unknown subcommand %q", cmdArgs[0])}
+	case "invites":
+		if len(cmdArgs) == 0 {
+			return usageError{"invites: give a subcommand: create, list, revoke"}
+		}
+		switch cmdArgs[0] {
+		case "create":
+			return invitesCreate(ctx, c, cmdArgs[1:], env)
+		case "list":
+			return invitesList(ctx, c, cmdArgs[1:], env)
+		case "revoke":
+			return invitesRevoke(ctx, c, cmdArgs[1:], env)
+		}
+		return usageError{fmt.Sprintf("invites: unknown subcommand %q", cmdArgs[0])}
+	case "audit":
+		return auditCmd(ctx, c, cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -194,6 +242,7 @@ func setupCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) e
 func usersAdd(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
 	fs := flag.NewFlagSet("users add", flag.ContinueOnError)
 	admin := fs.Bool("admin", false, "make the user an administrator")
+	oneTime := fs.Bool("one-time-password", false, "generate a password and print it once")
 	fromStdin, onArgv := passwordFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -202,16 +251,215 @@ func usersAdd(ctx context.Context, c *adminapi.Client, args []string, env Env) e
 	if len(pos) != 1 {
 		return usageError{"users add: give exactly one user name"}
 	}
-	pw, err := readPassword(env, *fromStdin, *onArgv, true)
-	if err != nil {
-		return err
+	pw := ""
+	if !*oneTime {
+		if pw, err = readPassword(env, *fromStdin, *onArgv, true); err != nil {
+			return err
+		}
 	}
 	resp, err := c.AddUser(ctx, adminapi.AddUserRequest{Username: pos[0], Password: pw, Admin: *admin})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Created %s.\n", resp.UserID)
+	if resp.Password != "" {
+		fmt.Fprintf(env.Stdout, "One-time password (shown once; ask them to change it): %s\n", resp.Password)
+	}
 	return nil
+}
+
+// one positional argument, with flags anywhere.
+func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageError{fs.Name() + ": give exactly one " + what}
+	}
+	return pos[0], nil
+}
+
+func usersList(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("users list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{"users list takes no arguments"}
+	}
+	list, err := c.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, list)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tROLE\tSTATE\tCREATED")
+	for _, a := range list {
+		role, state := "user", "active"
+		if a.Admin {
+			role = "admin"
+		}
+		if a.Deactivated {
+			state = "deactivated"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.UserID, role, state, a.CreatedAt.Local().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+func usersResetPassword(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("users reset-password", flag.ContinueOnError)
+	oneTime := fs.Bool("one-time-password", false, "generate a password and print it once")
+	fromStdin, onArgv := passwordFlags(fs)
+	name, err := oneArg(fs, args, "user name")
+	if err != nil {
+		return err
+	}
+	pw := ""
+	if !*oneTime {
+		if pw, err = readPassword(env, *fromStdin, *onArgv, true); err != nil {
+			return err
+		}
+	}
+	generated, err := c.ResetPassword(ctx, name, pw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Password of %s reset; all their devices are signed out.\n", name)
+	if generated != "" {
+		fmt.Fprintf(env.Stdout, "One-time password (shown once): %s\n", generated)
+	}
+	return nil
+}
+
+func usersDeactivate(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("users deactivate", flag.ContinueOnError)
+	yes := fs.Bool("yes", false, "confirm: deactivation cannot be undone")
+	name, err := oneArg(fs, args, "user name")
+	if err != nil {
+		return err
+	}
+	if !*yes {
+		return usageError{"users deactivate: this cannot be undone; add --yes to confirm"}
+	}
+	if err := c.Deactivate(ctx, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Deactivated %s.\n", name)
+	return nil
+}
+
+func usersSetAdmin(ctx context.Context, c *adminapi.Client, admin bool, args []string, env Env) error {
+	verb := "demote"
+	if admin {
+		verb = "promote"
+	}
+	fs := flag.NewFlagSet("users "+verb, flag.ContinueOnError)
+	name, err := oneArg(fs, args, "user name")
+	if err != nil {
+		return err
+	}
+	if err := c.SetAdmin(ctx, name, admin); err != nil {
+		return err
+	}
+	if admin {
+		fmt.Fprintf(env.Stdout, "%s is now an administrator.\n", name)
+	} else {
+		fmt.Fprintf(env.Stdout, "%s is no longer an administrator.\n", name)
+	}
+	return nil
+}
+
+func invitesCreate(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("invites create", flag.ContinueOnError)
+	expires := fs.String("expires", "168h", "how long the invitation stays valid (1h to 2160h)")
+	note := fs.String("note", "", "who it is for, shown in the list")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{fmt.Sprintf("invites create: unexpected argument %q", pos[0])}
+	}
+	resp, err := c.CreateInvite(ctx, adminapi.CreateInviteRequest{Expires: *expires, Note: *note})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Invitation #%d, valid until %s.\n", resp.Invite.ID, resp.Invite.ExpiresAt.Local().Format("2006-01-02 15:04"))
+	fmt.Fprintf(env.Stdout, "Code (shown once): %s\n", resp.Code)
+	fmt.Fprintf(env.Stdout, "The new colleague opens /invite/ on this box and enters the code, or follows /invite/#%s\n", resp.Code)
+	return nil
+}
+
+func invitesList(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("invites list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{"invites list takes no arguments"}
+	}
+	list, err := c.ListInvites(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, list)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tUSED BY\tCREATED BY\tNOTE")
+	for _, inv := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", inv.ID, inv.Status, inv.ExpiresAt.Local().Format("2006-01-02 15:04"), inv.UsedBy, inv.CreatedBy, inv.Note)
+	}
+	return tw.Flush()
+}
+
+func invitesRevoke(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("invites revoke", flag.ContinueOnError)
+	arg, err := oneArg(fs, args, "invitation number")
+	if err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(strings.TrimPrefix(arg, "#"), 10, 64)
+	if err != nil {
+		return usageError{fmt.Sprintf("invites revoke: %q is not an invitation number (see `outpost invites list`)", arg)}
+	}
+	if err := c.RevokeInvite(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Invitation #%d withdrawn.\n", id)
+	return nil
+}
+
+func auditCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	limit := fs.Int("limit", 50, "how many entries, newest first")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{"audit takes no arguments"}
+	}
+	list, err := c.Audit(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, list)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tWHO\tACTION\tTARGET\tDETAIL")
+	for _, e := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, e.Target, e.Detail)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func status(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
@@ -229,9 +477,7 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(env.Stdout, st)
 	}
 	w := env.Stdout
 	if st.SetupComplete {
@@ -250,6 +496,9 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 	fmt.Fprintf(w, "Homeserver:   %s\n", line)
 	if hs.LastExit != "" {
 		fmt.Fprintf(w, "Last exit:    %s\n", hs.LastExit)
+	}
+	if st.SetupComplete {
+		fmt.Fprintf(w, "People:       %d active accounts, %d rooms\n", st.Users, st.Rooms)
 	}
 	fmt.Fprintf(w, "Gateway:      http://%s/\n", st.HTTPAddr)
 	fmt.Fprintf(w, "Versions:     outpost %s, dendrite %s, %s\n", st.Versions.Outpost, orUnknown(st.Versions.Dendrite), st.Versions.Go)

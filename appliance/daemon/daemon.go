@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +13,24 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
+	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/claim"
+	"github.com/outpost-im/outpost/appliance/console"
 	"github.com/outpost-im/outpost/appliance/gateway"
 	"github.com/outpost-im/outpost/appliance/homeserver"
+	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/people"
+	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
+	"github.com/outpost-im/outpost/appliance/wizard"
 	"github.com/outpost-im/outpost/web"
 )
 
@@ -65,6 +75,7 @@ func Run(ctx context.Context, c Config) error {
 	defer store.Close()
 
 	log := c.Log
+	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
 	hsConfig := func(ctx context.Context) (homeserver.Config, error) {
 		st, err := store.Get(ctx)
@@ -81,13 +92,7 @@ func Run(ctx context.Context, c Config) error {
 	sup := homeserver.NewSupervisor(c.Dendrite, homeserver.Config{Dir: hsDir}.SocketPath(), hsConfig, log.With("component", "homeserver"))
 	defer sup.Stop()
 
-	static := web.Static()
-	gw := gateway.New(gateway.Options{
-		Homeserver: sup,
-		Log:        log.With("component", "gateway"),
-		Static:     static,
-		FirstRun:   setup.FirstRunHandler(dataDir, http.FileServerFS(static)),
-	})
+	var gw *gateway.Gateway
 	publish := func(st settings.Settings) {
 		gw.SetState(gateway.State{SetupComplete: st.SetupComplete, ServerName: st.ServerName, Federation: st.Federation})
 	}
@@ -96,14 +101,26 @@ func Run(ctx context.Context, c Config) error {
 		HS:            sup,
 		HomeserverDir: hsDir,
 		Log:           log.With("component", "setup"),
-		OnComplete:    publish,
+		OnComplete: func(st settings.Settings) {
+			publish(st)
+			if err := claim.Retire(dataDir); err != nil {
+				log.Error("cannot retire the setup code", "err", err)
+			}
+		},
 	}
+	peopleSvc := &people.Service{Store: store, HS: sup, HSConfig: hsConfig, Log: log.With("component", "people")}
+	invitesSvc := &invites.Service{Store: store, People: peopleSvc}
 
 	st, err := store.Get(ctx)
 	if err != nil {
 		return err
 	}
-	publish(st)
+	claimCode := ""
+	if !st.SetupComplete {
+		if claimCode, err = claim.Ensure(dataDir); err != nil {
+			return err
+		}
+	}
 
 	httpLn, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
@@ -118,14 +135,51 @@ func Run(ctx context.Context, c Config) error {
 		Store:     store,
 		HS:        sup,
 		Setup:     setupSvc,
+		People:    peopleSvc,
+		Invites:   invitesSvc,
 		DataDir:   dataDir,
 		HTTPAddr:  httpLn.Addr().String(),
 		StartedAt: time.Now().UTC(),
 		Log:       log.With("component", "admin"),
 	}
+	// Federation is the one setting the console changes that the homeserver must restart for.
+	setFederation := func(ctx context.Context, actor audit.Actor, on bool) error {
+		var now settings.Settings
+		if err := store.UpdateTx(ctx, func(tx *sql.Tx, st *settings.Settings) error {
+			if st.Federation == on {
+				now = *st
+				return nil
+			}
+			st.Federation = on
+			now = *st
+			return audit.Record(ctx, tx, actor.String(), "federation.set", st.ServerName, fmt.Sprintf("federation=%t", on))
+		}); err != nil {
+			return err
+		}
+		log.Info("federation switched; restarting the homeserver", "federation", on, "by", actor.String())
+		sup.Stop()
+		publish(now)
+		sup.Start(runCtx)
+		return nil
+	}
+	static := web.Static()
+	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
+	con := console.New(console.Console{
+		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation,
+		AdminAssets: web.Admin(), InviteAssets: web.Invite(), Log: log.With("component", "console"),
+	})
+	gw = gateway.New(gateway.Options{
+		Homeserver: sup,
+		Log:        log.With("component", "gateway"),
+		Static:     static,
+		FirstRun:   setup.FirstRunHandler(http.FileServerFS(static)),
+		Extra:      map[string]http.Handler{"/setup/": wz, "/admin/": con, "/invite/": con},
+	})
+	publish(st)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	runCtx = ctx
 	servers := []*http.Server{
 		{Handler: gw, ReadHeaderTimeout: 20 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
 		{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second},
@@ -148,8 +202,7 @@ func Run(ctx context.Context, c Config) error {
 	if st.SetupComplete {
 		sup.Start(ctx)
 	} else {
-		fmt.Fprintf(c.Console, "\nOutpost is not set up yet. Open http://%s/ or run:\n  outpost -data %s setup --server-name NAME --admin USER --password-stdin\n\n",
-			httpLn.Addr().String(), dataDir)
+		printClaim(c.Console, httpLn.Addr(), claimCode)
 	}
 
 	<-ctx.Done()
@@ -167,6 +220,21 @@ func Run(ctx context.Context, c Config) error {
 	default:
 		return nil
 	}
+}
+
+// printClaim tells the person at the box how to set it up. The code goes to the console
+// only, never to the log.
+func printClaim(w io.Writer, addr net.Addr, code string) {
+	var urls []string
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		for _, ip := range platform.LANAddresses() {
+			urls = append(urls, "http://"+net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))+"/setup/")
+		}
+	}
+	if len(urls) == 0 {
+		urls = append(urls, "http://"+addr.String()+"/setup/")
+	}
+	fmt.Fprintf(w, "\n  Outpost is not set up yet.\n  Open %s\n  and enter the setup code:  %s\n\n", strings.Join(urls, "\n    or "), code)
 }
 
 // lockDataDir makes sure one outpostd owns a data directory: two would run two homeservers

@@ -33,9 +33,24 @@ func get(t *testing.T, u string) (int, string) {
 
 // TestBeforeSetup: a fresh box serves only the first-run page and refuses what needs setup.
 func TestBeforeSetup(t *testing.T) {
-	d := startDaemon(t, t.TempDir())
-	if code, body := get(t, d.url("/")); code != 200 || !strings.Contains(body, "not set up yet") {
-		t.Fatalf("/ before setup: %d %q", code, body)
+	dataDir := t.TempDir()
+	d := startDaemon(t, dataDir)
+	// / leads to the setup wizard, and the console shows where to go and the code to enter.
+	resp, err := http.Get(d.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/setup/" || !strings.Contains(string(body), "Claim this box") {
+		t.Fatalf("/ before setup: %d at %s", resp.StatusCode, resp.Request.URL.Path)
+	}
+	con := d.console()
+	if !strings.Contains(con, readClaimCode(t, dataDir)) || !strings.Contains(con, d.url("/setup/")) {
+		t.Fatalf("console does not show the setup address and code:\n%s", con)
+	}
+	if strings.Contains(d.log(), readClaimCode(t, dataDir)) {
+		t.Fatal("the setup code is in the log")
 	}
 	if code, _ := get(t, d.url("/_matrix/client/versions")); code != http.StatusServiceUnavailable {
 		t.Fatalf("/_matrix before setup: %d, want 503", code)
@@ -237,8 +252,8 @@ func TestChat(t *testing.T) {
 	if strings.Join(bodies, "|") != "hello bob|hi alice" {
 		t.Fatalf("history after restart: %q", bodies)
 	}
-	if code, body := get(t, d.url("/")); code != 200 || strings.Contains(body, "not set up") {
-		t.Fatalf("/ after setup still shows the first-run page: %d", code)
+	if code, body := get(t, d.url("/")); code != 200 || strings.Contains(body, "Claim this box") {
+		t.Fatalf("/ after setup still leads to setup: %d", code)
 	}
 }
 

@@ -66,7 +66,8 @@ type daemon struct {
 	t       *testing.T
 	dataDir string
 	addr    string
-	logPath string
+	logPath string // outpostd's log (stderr)
+	conPath string // what it shows on the console (stdout)
 	cmd     *exec.Cmd
 	exited  chan struct{}
 }
@@ -84,7 +85,8 @@ func freePort(t *testing.T) string {
 // startDaemon starts outpostd on dataDir and waits until its gateway answers.
 func startDaemon(t *testing.T, dataDir string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), logPath: filepath.Join(t.TempDir(), "outpostd.log")}
+	tmp := t.TempDir()
+	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt")}
 	d.start()
 	t.Cleanup(d.stop)
 	return d
@@ -97,8 +99,12 @@ func (d *daemon) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	conf, err := os.OpenFile(d.conPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-dendrite", dendriteBinary(t), "-log-level", "debug")
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.Stdout, d.cmd.Stderr = conf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +112,7 @@ func (d *daemon) start() {
 	go func() {
 		d.cmd.Wait() //nolint:errcheck
 		logf.Close()
+		conf.Close()
 		close(d.exited)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -147,6 +154,11 @@ func (d *daemon) stop() {
 	if d.t.Failed() {
 		d.t.Logf("outpostd log:\n%s", d.log())
 	}
+}
+
+func (d *daemon) console() string {
+	b, _ := os.ReadFile(d.conPath)
+	return string(b)
 }
 
 func (d *daemon) log() string {

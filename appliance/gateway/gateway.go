@@ -113,7 +113,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	g.mux.ServeHTTP(rw, r)
 	g.log.Debug("access",
-		"peer", peerIP(r),
+		"peer", PeerIP(r),
 		"method", r.Method,
 		"uri", redact.String(r.URL.RequestURI()),
 		"status", rw.status,
@@ -157,7 +157,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "homeserver"
 	pr.Out.Host = pr.In.Host
-	ip := peerIP(pr.In)
+	ip := PeerIP(pr.In)
 	pr.Out.Header.Del("Forwarded")
 	pr.Out.Header.Set("X-Forwarded-For", ip)
 	pr.Out.Header.Set("X-Real-IP", ip)
@@ -168,7 +168,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Set("X-Forwarded-Proto", proto)
 }
 
-func peerIP(r *http.Request) string {
+// PeerIP is the address of the client that connected to us: the only client address the
+// gateway trusts (headers can be forged by anyone on the LAN).
+func PeerIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
+	"net/url"
 )
 
 // MatrixError is an error answer from the homeserver.
@@ -31,8 +31,9 @@ func ErrCodeIs(err error, code string) bool {
 	return errors.As(err, &me) && me.ErrCode == code
 }
 
-// do sends a JSON request to the homeserver and decodes a JSON answer into out.
-func do(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
+// do sends a JSON request to the homeserver, with token as the bearer if set, and decodes
+// a JSON answer into out.
+func do(ctx context.Context, hc *http.Client, token, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -48,14 +49,22 @@ func do(ctx context.Context, hc *http.Client, method, path string, in, out any) 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return send(hc, req, out)
+}
+
+// send performs req and decodes a JSON answer into out; non-200 answers become *MatrixError.
+func send(hc *http.Client, req *http.Request, out any) error {
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("homeserver: %s %s: %w", method, path, err)
+		return fmt.Errorf("homeserver: %s %s: %w", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("homeserver: %s %s: %w", method, path, err)
+		return fmt.Errorf("homeserver: %s %s: %w", req.Method, req.URL.Path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		me := &MatrixError{Status: resp.StatusCode}
@@ -66,7 +75,7 @@ func do(ctx context.Context, hc *http.Client, method, path string, in, out any) 
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("homeserver: %s %s: decode answer: %w", method, path, err)
+			return fmt.Errorf("homeserver: %s %s: decode answer: %w", req.Method, req.URL.Path, err)
 		}
 	}
 	return nil
@@ -79,7 +88,7 @@ func RegisterUser(ctx context.Context, hc *http.Client, sharedSecret, username, 
 	var nonce struct {
 		Nonce string `json:"nonce"`
 	}
-	if err := do(ctx, hc, http.MethodGet, path, nil, &nonce); err != nil {
+	if err := do(ctx, hc, "", http.MethodGet, path, nil, &nonce); err != nil {
 		return "", err
 	}
 	mac := hmac.New(sha1.New, []byte(sharedSecret))
@@ -104,20 +113,64 @@ func RegisterUser(ctx context.Context, hc *http.Client, sharedSecret, username, 
 		UserID      string `json:"user_id"`
 		AccessToken string `json:"access_token"`
 	}
-	if err := do(ctx, hc, http.MethodPost, path, req, &resp); err != nil {
+	if err := do(ctx, hc, "", http.MethodPost, path, req, &resp); err != nil {
 		return "", err
 	}
 	// Registration also signs in a device; end that session so the new account's device
 	// list shows only the person's own devices.
 	if resp.AccessToken != "" {
-		logout, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://homeserver/_matrix/client/v3/logout", strings.NewReader("{}"))
-		if err == nil {
-			logout.Header.Set("Authorization", "Bearer "+resp.AccessToken)
-			if r, err := hc.Do(logout); err == nil {
-				io.Copy(io.Discard, r.Body) //nolint:errcheck
-				r.Body.Close()
-			}
-		}
+		Logout(ctx, hc, resp.AccessToken) //nolint:errcheck // cosmetic; the account exists either way
 	}
 	return resp.UserID, nil
+}
+
+// Login signs in with a password and returns an access token. clientIP, when set, is sent
+// as X-Forwarded-For so Dendrite's login rate limit applies per browser, not to outpostd.
+func Login(ctx context.Context, hc *http.Client, localpart, password, clientIP string) (token, userID string, err error) {
+	body, _ := json.Marshal(map[string]any{
+		"type":                        "m.login.password",
+		"identifier":                  map[string]string{"type": "m.id.user", "user": localpart},
+		"password":                    password,
+		"initial_device_display_name": "Outpost admin console",
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://homeserver/_matrix/client/v3/login", bytes.NewReader(body))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if clientIP != "" {
+		req.Header.Set("X-Forwarded-For", clientIP)
+	}
+	var resp struct {
+		AccessToken string `json:"access_token"`
+		UserID      string `json:"user_id"`
+	}
+	if err := send(hc, req, &resp); err != nil {
+		return "", "", err
+	}
+	return resp.AccessToken, resp.UserID, nil
+}
+
+// Logout ends the session of token.
+func Logout(ctx context.Context, hc *http.Client, token string) error {
+	return do(ctx, hc, token, http.MethodPost, "/_matrix/client/v3/logout", map[string]any{}, nil)
+}
+
+// ResetPassword sets a user's password with an admin's token and signs out all their devices.
+func ResetPassword(ctx context.Context, hc *http.Client, adminToken, userID, password string) error {
+	return do(ctx, hc, adminToken, http.MethodPost, "/_dendrite/admin/resetPassword/"+url.PathEscape(userID),
+		map[string]any{"password": password, "logout_devices": true}, nil)
+}
+
+// Deactivate deactivates the account that token belongs to, proving it with its password
+// (Dendrite has no admin deactivation; the account deactivates itself).
+func Deactivate(ctx context.Context, hc *http.Client, token, localpart, password string) error {
+	return do(ctx, hc, token, http.MethodPost, "/_matrix/client/v3/account/deactivate", map[string]any{
+		"auth": map[string]any{
+			"type":       "m.login.password",
+			"identifier": map[string]string{"type": "m.id.user", "user": localpart},
+			"password":   password,
+		},
+		"erase": false,
+	}, nil)
 }

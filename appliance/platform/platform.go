@@ -3,9 +3,12 @@
 package platform
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 )
 
 // OnGokrazy reports whether we run as a gokrazy appliance (its init lives at /gokrazy/init).
@@ -47,4 +50,41 @@ func DefaultDendrite() string {
 		return p
 	}
 	return "dendrite"
+}
+
+// Console is where messages for the person at the box go: on the appliance the serial
+// console and the HDMI screen, on a laptop the terminal (stdout). Never the log, so a
+// one-time code is not kept in log files.
+func Console() io.Writer {
+	if !OnGokrazy() {
+		return os.Stdout
+	}
+	ws := []io.Writer{os.Stdout}
+	for _, dev := range []string{"/dev/console", "/dev/tty1"} {
+		if f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_NOCTTY, 0); err == nil {
+			ws = append(ws, f)
+		}
+	}
+	return io.MultiWriter(ws...)
+}
+
+// LANAddresses lists the machine's non-loopback unicast addresses, IPv4 first.
+func LANAddresses() []net.IP {
+	var v4, v6 []net.IP
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() || ipn.IP.IsMulticast() {
+			continue
+		}
+		if ipn.IP.To4() != nil {
+			v4 = append(v4, ipn.IP)
+		} else {
+			v6 = append(v6, ipn.IP)
+		}
+	}
+	return append(v4, v6...)
 }

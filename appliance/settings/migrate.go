@@ -13,6 +13,27 @@ var migrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	) STRICT`,
+	// 2: audit log of every admin action (owned by package audit).
+	`CREATE TABLE audit_log (
+		id     INTEGER PRIMARY KEY,
+		at     TEXT NOT NULL,
+		actor  TEXT NOT NULL,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL DEFAULT '',
+		detail TEXT NOT NULL DEFAULT ''
+	) STRICT`,
+	// 3: invitations (owned by package invites). Only a hash of each code is kept.
+	`CREATE TABLE invites (
+		id         INTEGER PRIMARY KEY,
+		code_hash  TEXT NOT NULL UNIQUE,
+		created_by TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		expires_at TEXT NOT NULL,
+		note       TEXT NOT NULL DEFAULT '',
+		used_at    TEXT NOT NULL DEFAULT '',
+		used_by    TEXT NOT NULL DEFAULT '',
+		revoked_at TEXT NOT NULL DEFAULT ''
+	) STRICT`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -40,6 +40,9 @@ type Settings struct {
 	// inside the generated dendrite.yaml (mode 0600) and encrypted snapshots.
 	RegistrationSharedSecret string
 	TURNSharedSecret         string
+	// ServicePassword is the password of outpostd's own admin account on the homeserver
+	// (@_outpost), which performs admin actions Dendrite only offers to admin users.
+	ServicePassword string
 }
 
 // field binds a database key to a Settings field.
@@ -56,6 +59,7 @@ func (s *Settings) fields() []field {
 		{"federation", &s.Federation},
 		{"registration_shared_secret", &s.RegistrationSharedSecret},
 		{"turn_shared_secret", &s.TURNSharedSecret},
+		{"service_password", &s.ServicePassword},
 	}
 }
 
@@ -231,7 +235,7 @@ func (s *Store) UpdateTx(ctx context.Context, fn func(*sql.Tx, *Settings) error)
 
 func generateSecrets(st *Settings) error {
 	changed := false
-	for _, p := range []*string{&st.RegistrationSharedSecret, &st.TURNSharedSecret} {
+	for _, p := range []*string{&st.RegistrationSharedSecret, &st.TURNSharedSecret, &st.ServicePassword} {
 		if *p != "" {
 			continue
 		}

@@ -5,6 +5,7 @@ package setup
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/outpost-im/outpost/appliance/accounts"
+	"github.com/outpost-im/outpost/appliance/audit"
 	"github.com/outpost-im/outpost/appliance/settings"
 )
 
@@ -94,7 +96,7 @@ func Validate(r Request) error {
 
 // Complete performs setup. On any failure the box stays not set up, and the next attempt
 // starts from scratch.
-func (s *Service) Complete(ctx context.Context, r Request) (err error) {
+func (s *Service) Complete(ctx context.Context, actor audit.Actor, r Request) (err error) {
 	if err := Validate(r); err != nil {
 		return err
 	}
@@ -140,15 +142,16 @@ func (s *Service) Complete(ctx context.Context, r Request) (err error) {
 		return fmt.Errorf("setup: create the admin account: %w", err)
 	}
 	var done settings.Settings
-	if err := s.Store.Update(ctx, func(st *settings.Settings) error {
+	if err := s.Store.UpdateTx(ctx, func(tx *sql.Tx, st *settings.Settings) error {
 		st.SetupComplete = true
 		st.SetupCompletedAt = time.Now().UTC()
 		done = *st
-		return nil
+		return audit.Record(ctx, tx, actor.String(), "setup.complete", r.ServerName,
+			fmt.Sprintf("admin=@%s:%s, federation=%t", r.AdminUser, r.ServerName, r.Federation))
 	}); err != nil {
 		return err
 	}
-	s.Log.Info("setup complete", "server_name", r.ServerName, "admin", r.AdminUser, "federation", r.Federation)
+	s.Log.Info("setup complete", "server_name", r.ServerName, "admin", r.AdminUser, "federation", r.Federation, "by", actor.String())
 	if s.OnComplete != nil {
 		s.OnComplete(done)
 	}

@@ -34,7 +34,7 @@ func main() {
 		log.Fatalf("outpostd: -log-level: %v", err)
 	}
 	c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	c.Console = os.Stdout
+	c.Console = platform.Console()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, c); err != nil {

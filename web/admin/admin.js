@@ -1,0 +1,239 @@
+// The admin console: people, invitations, federation and the audit log.
+'use strict';
+
+(() => {
+  const { api, el, showError, clearErrors, busy, fmtTime, fmtBytes } = outpost;
+  const $ = (id) => document.getElementById(id);
+  let me = '';
+
+  function signedOut() {
+    $('app').hidden = true;
+    $('whoami').hidden = true;
+    $('signin').hidden = false;
+    $('loading').hidden = true;
+    $('username').focus();
+  }
+
+  function signedIn(session) {
+    me = session.user_id;
+    outpost.setCSRF(session.csrf);
+    $('me').textContent = me;
+    $('whoami').hidden = false;
+    $('signin').hidden = true;
+    $('app').hidden = false;
+    $('loading').hidden = true;
+    selectTab('overview');
+  }
+
+  // guard turns "signed out" answers into the sign-in form, and shows other errors.
+  async function guard(slot, fn) {
+    try {
+      if (slot) slot.textContent = '';
+      await fn();
+    } catch (err) {
+      if (err.status === 401) return signedOut();
+      if (slot) slot.textContent = err.message;
+    }
+  }
+
+  const loaders = {
+    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, audit: loadAudit,
+  };
+
+  function selectTab(name) {
+    document.querySelectorAll('nav.tabs [role=tab]').forEach((t) => {
+      const on = t.getAttribute('aria-controls') === name;
+      t.setAttribute('aria-selected', on ? 'true' : 'false');
+      $(t.getAttribute('aria-controls')).hidden = !on;
+    });
+    document.title = $('tab-' + name).textContent + ' — Outpost admin console';
+    loaders[name]();
+  }
+
+  async function loadOverview() {
+    await guard(null, async () => {
+      const s = await api('GET', '/admin/api/overview');
+      const hs = s.homeserver || {};
+      const up = hs.started_at ? Math.round((Date.now() - new Date(hs.started_at)) / 60000) + ' min' : '—';
+      const items = [
+        ['Chat server', hs.state + (hs.restarts ? ' (' + hs.restarts + ' restarts)' : '')],
+        ['Uptime', up],
+        ['Server name', s.server_name],
+        ['People', s.users],
+        ['Rooms', s.rooms],
+        ['Federation', s.federation ? 'on' : 'off'],
+        ['Data', fmtBytes(s.data_bytes) + ' used'],
+        ['Disk free', fmtBytes(s.disk_free_bytes)],
+        ['Versions', 'Outpost ' + s.versions.outpost + ', Dendrite ' + (s.versions.dendrite || '?')],
+      ];
+      $('stats').replaceChildren(...items.map(([k, v]) => el('div', {}, k, el('b', {}, String(v)))));
+    });
+  }
+
+  async function loadPeople() {
+    await guard($('people-error'), async () => {
+      const users = await api('GET', '/admin/api/users');
+      $('user-rows').replaceChildren(...users.map(userRow));
+    });
+  }
+
+  function userRow(u) {
+    const actions = el('div', { class: 'actions' });
+    if (!u.deactivated) {
+      actions.append(el('button', { type: 'button', class: 'small secondary', onclick: () => resetPassword(u) }, 'Reset password'));
+      if (u.user_id !== me) {
+        actions.append(el('button', { type: 'button', class: 'small secondary', onclick: () => setAdmin(u, !u.admin) },
+          u.admin ? 'Remove admin' : 'Make admin'));
+        actions.append(el('button', { type: 'button', class: 'small danger', onclick: () => deactivate(u) }, 'Deactivate'));
+      }
+    }
+    return el('tr', { 'data-user': u.localpart },
+      el('td', {}, u.user_id), el('td', {}, u.admin ? 'admin' : 'user'),
+      el('td', {}, u.deactivated ? 'deactivated' : 'active'), el('td', { class: 'opt' }, fmtTime(u.created_at)),
+      el('td', {}, actions));
+  }
+
+  async function resetPassword(u) {
+    if (!confirm('Reset the password of ' + u.user_id + '? All their devices are signed out.')) return;
+    await guard($('people-error'), async () => {
+      const r = await api('POST', '/admin/api/users/' + encodeURIComponent(u.localpart) + '/reset-password', {});
+      $('reset-user').textContent = u.user_id;
+      $('reset-password').textContent = r.password;
+      $('reset-result').hidden = false;
+      await loadPeople();
+    });
+  }
+
+  async function setAdmin(u, admin) {
+    const q = admin ? 'Make ' + u.user_id + ' an administrator?' : 'Remove administrator rights from ' + u.user_id + '?';
+    if (!confirm(q)) return;
+    await guard($('people-error'), async () => {
+      await api('POST', '/admin/api/users/' + encodeURIComponent(u.localpart) + '/admin', { admin });
+      await loadPeople();
+    });
+  }
+
+  async function deactivate(u) {
+    if (!confirm('Deactivate ' + u.user_id + '? They are signed out, leave all rooms and can never sign in again. This cannot be undone.')) return;
+    await guard($('people-error'), async () => {
+      await api('POST', '/admin/api/users/' + encodeURIComponent(u.localpart) + '/deactivate', {});
+      await loadPeople();
+    });
+  }
+
+  async function loadInvites() {
+    await guard($('invites-error'), async () => {
+      const list = await api('GET', '/admin/api/invites');
+      $('invite-rows').replaceChildren(...list.map((i) => el('tr', { 'data-invite': i.id },
+        el('td', {}, i.id), el('td', {}, i.status), el('td', {}, fmtTime(i.expires_at)),
+        el('td', { class: 'opt' }, i.note || ''), el('td', {}, i.used_by || ''),
+        el('td', {}, i.status === 'open'
+          ? el('button', { type: 'button', class: 'small danger', onclick: () => revoke(i) }, 'Withdraw') : ''))));
+    });
+  }
+
+  async function revoke(i) {
+    if (!confirm('Withdraw invitation #' + i.id + '?')) return;
+    await guard($('invites-error'), async () => {
+      await api('POST', '/admin/api/invites/' + i.id + '/revoke', {});
+      await loadInvites();
+    });
+  }
+
+  async function loadFederation() {
+    await guard(null, async () => {
+      const f = await api('GET', '/admin/api/federation');
+      $('fed-state').textContent = f.enabled ? 'on' : 'off';
+      $('fed-toggle').textContent = f.enabled ? 'Switch federation off' : 'Switch federation on';
+      $('fed-toggle').dataset.enable = f.enabled ? 'false' : 'true';
+    });
+  }
+
+  async function loadAudit() {
+    await guard($('audit-error'), async () => {
+      const list = await api('GET', '/admin/api/audit');
+      $('audit-rows').replaceChildren(...list.map((e) => el('tr', {},
+        el('td', {}, fmtTime(e.at)), el('td', {}, e.actor), el('td', {}, e.action),
+        el('td', {}, e.target || ''), el('td', { class: 'opt' }, e.detail || ''))));
+    });
+  }
+
+  document.addEventListener('DOMContentLoaded', async () => {
+    document.querySelectorAll('nav.tabs [role=tab]').forEach((t) => {
+      t.addEventListener('click', () => selectTab(t.getAttribute('aria-controls')));
+    });
+
+    const signin = $('signin').querySelector('form');
+    signin.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(signin);
+      try {
+        const s = await busy(signin, () => api('POST', '/admin/api/login', { username: $('username').value.trim(), password: $('password').value }));
+        $('password').value = '';
+        signedIn(s);
+      } catch (err) { showError(signin, err); }
+    });
+
+    $('signout').addEventListener('click', async () => {
+      try { await api('POST', '/admin/api/logout', {}); } catch (e) { /* signed out either way */ }
+      signedOut();
+    });
+
+    const addUser = $('add-user');
+    addUser.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(addUser);
+      $('new-user-result').hidden = true;
+      try {
+        const r = await busy(addUser, () => api('POST', '/admin/api/users', { username: $('new-username').value.trim(), admin: $('new-admin').checked }));
+        $('new-user-id').textContent = r.user_id;
+        $('new-user-password').textContent = r.password;
+        $('new-user-result').hidden = false;
+        addUser.reset();
+        await loadPeople();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(addUser, err);
+      }
+    });
+
+    const addInvite = $('add-invite');
+    addInvite.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(addInvite);
+      $('invite-result').hidden = true;
+      try {
+        const r = await busy(addInvite, () => api('POST', '/admin/api/invites', { expires_hours: Number($('invite-expires').value), note: $('invite-note').value }));
+        $('invite-code').textContent = r.code;
+        $('invite-link').textContent = location.origin + '/invite/#' + r.code;
+        $('invite-result').hidden = false;
+        addInvite.reset();
+        await loadInvites();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(addInvite, err);
+      }
+    });
+
+    const fed = $('fed-form');
+    fed.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const enable = $('fed-toggle').dataset.enable === 'true';
+      if (!confirm(enable ? 'Switch federation ON? This server will talk to other Matrix servers.' : 'Switch federation OFF? People on other servers lose contact.')) return;
+      clearErrors(fed);
+      try {
+        await busy(fed, () => api('POST', '/admin/api/federation', { enabled: enable }));
+        await loadFederation();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(fed, err);
+      }
+    });
+
+    try {
+      signedIn(await api('GET', '/admin/api/session'));
+    } catch (err) {
+      signedOut();
+    }
+  });
+})();
