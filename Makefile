@@ -11,7 +11,9 @@ export CGO_ENABLED := 0
 DATA      ?= $(CURDIR)/var
 HTTP      ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-go lint dendrite clean
+WEBTESTS  := web/tests
+
+.PHONY: all build run test test-go test-browser lint dendrite clean
 
 all: build
 
@@ -38,9 +40,21 @@ lint:
 	$(GO) vet ./...
 
 # Every test tier. Integration tests get the real dendrite and must not skip.
-test: lint $(BIN)/dendrite
+test: lint test-go test-browser
+
+test-go: $(BIN)/dendrite
 	OUTPOST_DENDRITE=$(BIN)/dendrite OUTPOST_REQUIRE_DENDRITE=1 \
 		$(GO) test -count=1 -timeout 40m ./...
+
+# Browser tests: Debian's Chromium (/usr/bin/chromium) driven by playwright-core, against a
+# real outpostd and dendrite. Screenshots land in test-artifacts/browser/.
+$(WEBTESTS)/node_modules/.installed: $(WEBTESTS)/package.json $(WEBTESTS)/package-lock.json
+	cd $(WEBTESTS) && npm ci --no-audit --no-fund
+	touch $@
+
+test-browser: build $(WEBTESTS)/node_modules/.installed
+	@test -x /usr/bin/chromium || { echo "browser tests need Debian's chromium: apt-get install chromium"; exit 1; }
+	cd $(WEBTESTS) && OUTPOST_BIN=$(BIN) node --test --test-concurrency=1 --test-timeout=600000
 
 clean:
 	rm -rf $(BIN)

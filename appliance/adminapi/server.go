@@ -266,7 +266,8 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 // WriteError maps an error to a status and a message a person can act on. The web
-// console uses it too, so both doors say the same thing.
+// console uses it too, so both doors say the same thing. Unexpected errors (500) are also
+// logged, since they are ours to fix.
 func WriteError(w http.ResponseWriter, err error) {
 	var fe *accounts.FieldError
 	var exists *accounts.ErrExists
@@ -290,6 +291,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	case errors.Is(err, people.ErrRateLimited):
 		writeJSON(w, http.StatusTooManyRequests, Error{Message: err.Error()})
 	default:
+		slog.Error("request failed", "err", err)
 		writeJSON(w, http.StatusInternalServerError, Error{Message: err.Error()})
 	}
 }

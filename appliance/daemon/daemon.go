@@ -75,6 +75,7 @@ func Run(ctx context.Context, c Config) error {
 	defer store.Close()
 
 	log := c.Log
+	slog.SetDefault(log)
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
 	hsConfig := func(ctx context.Context) (homeserver.Config, error) {

@@ -12,13 +12,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // MatrixError is an error answer from the homeserver.
 type MatrixError struct {
-	Status  int
-	ErrCode string `json:"errcode"`
-	Message string `json:"error"`
+	Status       int
+	ErrCode      string `json:"errcode"`
+	Message      string `json:"error"`
+	RetryAfterMs int64  `json:"retry_after_ms"`
 }
 
 func (e *MatrixError) Error() string {
@@ -127,6 +129,24 @@ func RegisterUser(ctx context.Context, hc *http.Client, sharedSecret, username, 
 // Login signs in with a password and returns an access token. clientIP, when set, is sent
 // as X-Forwarded-For so Dendrite's login rate limit applies per browser, not to outpostd.
 func Login(ctx context.Context, hc *http.Client, localpart, password, clientIP string) (token, userID string, err error) {
+	for attempt := 0; ; attempt++ {
+		token, userID, err = login(ctx, hc, localpart, password, clientIP)
+		var me *MatrixError
+		// outpostd's own sign-ins (no client address) share one rate-limit bucket; they are
+		// few and legitimate, so wait out a limit instead of failing an admin action.
+		if clientIP != "" || attempt == 3 || !errors.As(err, &me) || me.ErrCode != "M_LIMIT_EXCEEDED" {
+			return token, userID, err
+		}
+		wait := time.Duration(min(max(me.RetryAfterMs, 100), 2000)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return "", "", err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func login(ctx context.Context, hc *http.Client, localpart, password, clientIP string) (token, userID string, err error) {
 	body, _ := json.Marshal(map[string]any{
 		"type":                        "m.login.password",
 		"identifier":                  map[string]string{"type": "m.id.user", "user": localpart},

@@ -64,7 +64,8 @@
         ['Federation', s.federation ? 'on' : 'off'],
         ['Data', fmtBytes(s.data_bytes) + ' used'],
         ['Disk free', fmtBytes(s.disk_free_bytes)],
-        ['Versions', 'Outpost ' + s.versions.outpost + ', Dendrite ' + (s.versions.dendrite || '?')],
+        ['Outpost version', s.versions.outpost],
+        ['Dendrite version', s.versions.dendrite || '?'],
       ];
       $('stats').replaceChildren(...items.map(([k, v]) => el('div', {}, k, el('b', {}, String(v)))));
     });

@@ -1,0 +1,179 @@
+// First boot in a real browser: claim the box, run the wizard, then manage people in the
+// admin console, as the office's admin would.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startOutpost, launch, newPage, shot, matrixLogin } from './harness.mjs';
+
+const ADMIN_PW = 'alice correct horse battery';
+let box;
+let browser;
+const problems = [];
+
+before(async () => {
+  box = await startOutpost();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await box?.stop();
+});
+
+test('setup wizard: wrong code refused, reload resumes, setup completes, wizard gone', async () => {
+  const { ctx, page } = await newPage(browser, box.base, problems);
+  await page.goto(box.base + '/');
+  assert.match(page.url(), /\/setup\/$/);
+  await page.getByRole('heading', { name: 'Claim this box' }).waitFor();
+  await shot(page, '01-wizard-claim');
+
+  await page.getByLabel('Setup code').fill('AAAA-BBBB-CCCC');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  const codeError = page.locator('#code-error');
+  await codeError.filter({ hasText: 'not right' }).waitFor();
+  assert.equal(await page.getByLabel('Setup code').getAttribute('aria-invalid'), 'true');
+  await shot(page, '02-wizard-wrong-code');
+
+  await page.getByLabel('Setup code').fill(box.claimCode().toLowerCase());
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.getByRole('heading', { name: 'Server name' }).waitFor();
+  // A bad server name is explained next to the field.
+  await page.getByLabel('Server name').fill('https://box.lan/');
+  await page.locator('section[data-step=server] button[type=submit]').click();
+  await page.locator('#server_name-error').filter({ hasText: /host name/ }).waitFor();
+  await page.getByLabel('Server name').fill('box.lan');
+  await shot(page, '03-wizard-server-name');
+  await page.locator('section[data-step=server] button[type=submit]').click();
+  await page.getByRole('heading', { name: 'First administrator' }).waitFor();
+
+  // Reloading mid-way resumes at the same step with the earlier answer kept.
+  await page.reload();
+  await page.getByRole('heading', { name: 'First administrator' }).waitFor();
+  await page.getByRole('button', { name: 'Back' }).first().click();
+  assert.equal(await page.getByLabel('Server name').inputValue(), 'box.lan');
+  await page.locator('section[data-step=server] button[type=submit]').click();
+
+  await page.getByLabel('User name').fill('alice');
+  await page.getByLabel('Password', { exact: true }).fill('short');
+  assert.match(await page.locator('#strength-label').textContent(), /too short/);
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN_PW);
+  assert.match(await page.locator('#strength-label').textContent(), /good|strong/);
+  await page.getByLabel('Password again').fill(ADMIN_PW);
+  await shot(page, '04-wizard-admin');
+  await page.locator('section[data-step=admin] button[type=submit]').click();
+  await page.getByRole('heading', { name: 'Federation' }).waitFor();
+  assert.equal(await page.getByLabel('Allow federation with other servers').isChecked(), false);
+  await shot(page, '05-wizard-federation');
+  await page.locator('section[data-step=federation] button[type=submit]').click();
+  await page.getByRole('heading', { name: 'Check and finish' }).waitFor();
+  assert.equal(await page.locator('#sum-admin').textContent(), '@alice:box.lan');
+  assert.equal(await page.locator('#sum-federation').textContent(), 'off');
+  await shot(page, '06-wizard-summary');
+  await page.getByRole('button', { name: 'Set up Outpost' }).click();
+  await page.getByRole('heading', { name: 'Outpost is ready' }).waitFor({ timeout: 120000 });
+  assert.equal(await page.locator('#done-user').textContent(), '@alice:box.lan');
+  await shot(page, '07-wizard-done');
+
+  // The wizard is gone: /setup/ now leads to the console.
+  await page.goto(box.base + '/setup/');
+  assert.match(page.url(), /\/admin\/$/);
+  const r = await matrixLogin(box.base, 'alice', ADMIN_PW);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  await ctx.close();
+});
+
+test('admin console: create user, invite, redeem, deactivate; non-admins kept out', async () => {
+  const { ctx, page } = await newPage(browser, box.base, problems);
+  page.on('dialog', (d) => d.accept());
+  await page.goto(box.base + '/admin/');
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await shot(page, '10-console-sign-in');
+  const signin = page.locator('#signin');
+  await signin.getByLabel('User name').fill('alice');
+  await signin.getByLabel('Password').fill('wrong password here');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#signin .error').filter({ hasText: 'wrong user name or password' }).waitFor();
+  await signin.getByLabel('Password').fill(ADMIN_PW);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('tab', { name: 'Overview' }).waitFor();
+  await page.locator('#stats').filter({ hasText: 'running' }).waitFor();
+  await shot(page, '11-console-overview');
+
+  // People: create carol; her one-time password is shown once and works.
+  await page.getByRole('tab', { name: 'People' }).click();
+  await page.locator('#add-user').getByLabel('User name').fill('carol');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.locator('#new-user-result').waitFor();
+  const carolPw = (await page.locator('#new-user-password').textContent()).trim();
+  assert.match(carolPw, /^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$/);
+  await page.locator('tr[data-user=carol]').waitFor();
+  await shot(page, '12-console-people');
+  assert.equal((await matrixLogin(box.base, 'carol', carolPw)).status, 200);
+
+  // Invitations: create one, redeem it in a second, unrelated browser context.
+  await page.getByRole('tab', { name: 'Invitations' }).click();
+  await page.getByLabel('Note (who it is for)').fill('Dave, new in logistics');
+  await page.getByRole('button', { name: 'Create invitation' }).click();
+  await page.locator('#invite-result').waitFor();
+  const link = (await page.locator('#invite-link').textContent()).trim();
+  assert.ok(link.startsWith(box.base + '/invite/#'), link);
+  await page.locator('#invite-rows tr').filter({ hasText: 'open' }).waitFor();
+  await shot(page, '13-console-invitations');
+
+  const guest = await newPage(browser, box.base, problems);
+  await guest.page.goto(link);
+  await guest.page.getByRole('heading', { name: 'Create your account' }).waitFor();
+  assert.equal(new URL(guest.page.url()).hash, '', 'the code must leave the address bar');
+  await guest.page.getByLabel('User name').fill('dave');
+  await guest.page.getByLabel('Password', { exact: true }).fill('dave correct horse battery');
+  await guest.page.getByLabel('Password again').fill('dave correct horse battery');
+  await shot(guest.page, '14-invite-form');
+  await guest.page.getByRole('button', { name: 'Create account' }).click();
+  await guest.page.locator('#done').filter({ hasText: '@dave:box.lan' }).waitFor();
+  await shot(guest.page, '15-invite-done');
+  assert.equal((await matrixLogin(box.base, 'dave', 'dave correct horse battery')).status, 200);
+  await guest.ctx.close();
+
+  // Deactivate dave: his login then fails.
+  await page.getByRole('tab', { name: 'People' }).click();
+  const daveRow = page.locator('tr[data-user=dave]');
+  await daveRow.getByRole('button', { name: 'Deactivate' }).click();
+  await daveRow.filter({ hasText: 'deactivated' }).waitFor();
+  await shot(page, '16-console-deactivated');
+  const daveLogin = await matrixLogin(box.base, 'dave', 'dave correct horse battery');
+  assert.notEqual(daveLogin.status, 200);
+
+  // Audit log shows what alice did.
+  await page.getByRole('tab', { name: 'Audit log' }).click();
+  await page.locator('#audit-rows tr').filter({ hasText: 'user.deactivate' }).waitFor();
+  await shot(page, '17-console-audit');
+  await page.getByRole('tab', { name: 'Federation' }).click();
+  await page.locator('#fed-state').filter({ hasText: 'off' }).waitFor();
+  await shot(page, '18-console-federation');
+  await ctx.close();
+
+  // carol is not an admin: the console refuses her.
+  const other = await newPage(browser, box.base, problems);
+  await other.page.goto(box.base + '/admin/');
+  await other.page.locator('#signin').getByLabel('User name').fill('carol');
+  await other.page.locator('#signin').getByLabel('Password').fill(carolPw);
+  await other.page.getByRole('button', { name: 'Sign in' }).click();
+  await other.page.locator('#signin .error').filter({ hasText: 'not an administrator' }).waitFor();
+  assert.equal(await other.page.locator('#app').isHidden(), true);
+  await shot(other.page, '19-console-non-admin');
+  await other.ctx.close();
+});
+
+test('no request left the box and no page error occurred', () => {
+  assert.deepEqual(problems, []);
+});
+
+test('the console fits a phone screen', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+  const page = await ctx.newPage();
+  await page.goto(box.base + '/admin/');
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone screen`);
+  await shot(page, '20-console-phone');
+  await ctx.close();
+});
