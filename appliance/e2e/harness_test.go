@@ -70,6 +70,8 @@ type daemon struct {
 	conPath string // what it shows on the console (stdout)
 	cmd     *exec.Cmd
 	exited  chan struct{}
+	// dendrite overrides the homeserver binary (to make it fail on purpose).
+	dendrite string
 }
 
 func freePort(t *testing.T) string {
@@ -103,7 +105,11 @@ func (d *daemon) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-dendrite", dendriteBinary(t), "-log-level", "debug")
+	hs := d.dendrite
+	if hs == "" {
+		hs = dendriteBinary(t)
+	}
+	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-dendrite", hs, "-log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = conf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -131,6 +137,12 @@ func (d *daemon) start() {
 			t.Fatalf("outpostd did not listen within 30s; log:\n%s", d.log())
 		}
 	}
+}
+
+// kill ends outpostd with SIGKILL, as a power cut would.
+func (d *daemon) kill() {
+	d.cmd.Process.Kill() //nolint:errcheck
+	<-d.exited
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -191,6 +191,8 @@ func (s *Supervisor) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	s.cancel, s.done = cancel, done
+	// Counters describe this run: a fresh start after a fix must not inherit old failures.
+	s.restarts, s.lastExit = 0, ""
 	go func() {
 		defer close(done)
 		s.run(ctx)

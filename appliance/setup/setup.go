@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/settings"
 )
 
@@ -37,7 +38,7 @@ type Homeserver interface {
 	Stop()
 	WaitReady(ctx context.Context) error
 	Client() *http.Client
-	StateName() string
+	Status() homeserver.Status
 }
 
 // ErrAlreadySetUp is returned once setup has completed; a box is set up exactly once.
@@ -94,6 +95,28 @@ func Validate(r Request) error {
 	return accounts.ValidatePassword("admin_password", r.AdminPassword)
 }
 
+// waitReady waits for the fresh homeserver, giving up early if it keeps failing to start.
+func (s *Service) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.HS.WaitReady(wctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		st := s.HS.Status()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case st.Restarts >= 2:
+			return fmt.Errorf("setup: the homeserver did not start: %s", st.LastExit)
+		case time.Now().After(deadline):
+			return fmt.Errorf("setup: the homeserver did not start within %s (state %s)", timeout, st.State)
+		}
+	}
+}
+
 // Complete performs setup. On any failure the box stays not set up, and the next attempt
 // starts from scratch.
 func (s *Service) Complete(ctx context.Context, actor audit.Actor, r Request) (err error) {
@@ -133,10 +156,8 @@ func (s *Service) Complete(ctx context.Context, actor audit.Actor, r Request) (e
 	if timeout == 0 {
 		timeout = 2 * time.Minute
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := s.HS.WaitReady(rctx); err != nil {
-		return fmt.Errorf("setup: the homeserver did not start (state %s): %w", s.HS.StateName(), err)
+	if err := s.waitReady(ctx, timeout); err != nil {
+		return err
 	}
 	if _, err := accounts.Create(ctx, s.HS.Client(), st.RegistrationSharedSecret, r.ServerName, r.AdminUser, r.AdminPassword, true); err != nil {
 		return fmt.Errorf("setup: create the admin account: %w", err)
