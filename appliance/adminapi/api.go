@@ -26,6 +26,9 @@ type Status struct {
 	DataBytes        int64             `json:"data_bytes"`
 	DiskFreeBytes    int64             `json:"disk_free_bytes"`
 	HTTPAddr         string            `json:"http_addr"`
+	HTTPSURL         string            `json:"https_url,omitempty"`
+	TLSMode          string            `json:"tls_mode,omitempty"`
+	RootFingerprint  string            `json:"root_fingerprint,omitempty"`
 	Users            int               `json:"users"`
 	Rooms            int               `json:"rooms"`
 }

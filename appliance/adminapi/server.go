@@ -30,8 +30,16 @@ type Homeserver interface {
 	Status() homeserver.Status
 }
 
+// TLS is what the status needs from the certificate service.
+type TLS interface {
+	Mode() string
+	Fingerprint() string
+}
+
 // Server answers the admin socket.
 type Server struct {
+	TLS       TLS
+	HTTPSURL  string
 	Store     *settings.Store
 	HS        Homeserver
 	Setup     *setup.Service
@@ -82,6 +90,9 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		DataDir:          s.DataDir,
 		DataBytes:        dirSize(s.DataDir),
 		HTTPAddr:         s.HTTPAddr,
+		HTTPSURL:         s.HTTPSURL,
+		TLSMode:          s.TLS.Mode(),
+		RootFingerprint:  s.TLS.Fingerprint(),
 	}
 	out.Versions.Dendrite = out.Homeserver.Version
 	var fsst syscall.Statfs_t

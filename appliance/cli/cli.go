@@ -501,6 +501,10 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 		fmt.Fprintf(w, "People:       %d active accounts, %d rooms\n", st.Users, st.Rooms)
 	}
 	fmt.Fprintf(w, "Gateway:      http://%s/\n", st.HTTPAddr)
+	if st.TLSMode != "" {
+		fmt.Fprintf(w, "HTTPS:        %s (certificate: %s)\n", st.HTTPSURL, st.TLSMode)
+		fmt.Fprintf(w, "Root CA:      SHA-256 %s\n", st.RootFingerprint)
+	}
 	fmt.Fprintf(w, "Versions:     outpost %s, dendrite %s, %s\n", st.Versions.Outpost, orUnknown(st.Versions.Dendrite), st.Versions.Go)
 	fmt.Fprintf(w, "Up since:     %s\n", st.StartedAt.Local().Format("2006-01-02 15:04:05"))
 	fmt.Fprintf(w, "Data dir:     %s (%s used, %s free)\n", st.DataDir, bytesHuman(st.DataBytes), bytesHuman(st.DiskFreeBytes))

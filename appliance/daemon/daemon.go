@@ -21,6 +21,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/console"
 	"github.com/outpost-im/outpost/appliance/gateway"
@@ -49,9 +50,6 @@ type Config struct {
 
 // Run serves until ctx ends, then shuts everything down in order.
 func Run(ctx context.Context, c Config) error {
-	if c.HTTPSAddr != "" {
-		return errors.New("-https: this build serves plain HTTP only; TLS arrives with the certificate manager. Leave -https empty")
-	}
 	if c.TURNAddr != "" {
 		return errors.New("-turn: this build has no TURN server yet. Leave -turn empty")
 	}
@@ -76,6 +74,7 @@ func Run(ctx context.Context, c Config) error {
 
 	log := c.Log
 	slog.SetDefault(log)
+	httpsURL := "" // set once the HTTPS listener exists
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
 	hsConfig := func(ctx context.Context) (homeserver.Config, error) {
@@ -97,16 +96,34 @@ func Run(ctx context.Context, c Config) error {
 	publish := func(st settings.Settings) {
 		gw.SetState(gateway.State{SetupComplete: st.SetupComplete, ServerName: st.ServerName, Federation: st.Federation})
 	}
+	boxTLS, err := boxtls.New(dataDir, log.With("component", "tls"))
+	if err != nil {
+		return err
+	}
+	defer boxTLS.Close()
+	applyTLS := func(ctx context.Context, st settings.Settings) {
+		if c.HTTPSAddr == "" {
+			return
+		}
+		if err := boxTLS.Apply(ctx, st); err != nil {
+			// The box stays reachable over plain HTTP rather than not at all; the console
+			// says why so someone can fix it.
+			log.Error("HTTPS is not available; serving plain HTTP only", "err", err)
+			fmt.Fprintf(c.Console, "\n  HTTPS is not available: %v\n\n", err)
+		}
+	}
 	setupSvc := &setup.Service{
 		Store:         store,
 		HS:            sup,
 		HomeserverDir: hsDir,
 		Log:           log.With("component", "setup"),
 		OnComplete: func(st settings.Settings) {
-			publish(st)
 			if err := claim.Retire(dataDir); err != nil {
 				log.Error("cannot retire the setup code", "err", err)
 			}
+			applyTLS(context.Background(), st)
+			publish(st)
+			printReady(c.Console, httpsURL, boxTLS.Fingerprint())
 		},
 	}
 	peopleSvc := &people.Service{Store: store, HS: sup, HSConfig: hsConfig, Log: log.With("component", "people")}
@@ -127,12 +144,24 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another outpostd running, or choose another -http address)", c.HTTPAddr, err)
 	}
+	var httpsLn net.Listener
+	httpsPort := 0
+	if c.HTTPSAddr != "" {
+		if httpsLn, err = net.Listen("tcp", c.HTTPSAddr); err != nil {
+			httpLn.Close()
+			return fmt.Errorf("listen on %s: %w (choose another -https address, or -https '' to serve plain HTTP only)", c.HTTPSAddr, err)
+		}
+		httpsPort = httpsLn.Addr().(*net.TCPAddr).Port
+		httpsURL = "https://" + httpsLn.Addr().String() + "/"
+	}
 	adminLn, err := listenAdmin(dataDir)
 	if err != nil {
 		httpLn.Close()
 		return err
 	}
 	admin := &adminapi.Server{
+		TLS:       boxTLS,
+		HTTPSURL:  httpsURL,
 		Store:     store,
 		HS:        sup,
 		Setup:     setupSvc,
@@ -181,18 +210,34 @@ func Run(ctx context.Context, c Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runCtx = ctx
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	var httpHandler http.Handler = gw
+	if httpsLn != nil {
+		httpHandler = boxTLS.HTTPHandler(gw, httpsPort)
+	}
 	servers := []*http.Server{
-		{Handler: gw, ReadHeaderTimeout: 20 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+		{Handler: httpHandler, ReadHeaderTimeout: 20 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog},
 		{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second},
+	}
+	listeners := []net.Listener{httpLn, adminLn}
+	if httpsLn != nil {
+		servers = append(servers, &http.Server{Handler: gw, TLSConfig: boxTLS.TLSConfig(), ReadHeaderTimeout: 20 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog})
+		listeners = append(listeners, httpsLn)
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, len(servers))
-	for i, ln := range []net.Listener{httpLn, adminLn} {
+	for i, ln := range listeners {
 		srv := servers[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, "", "") // certificates come from TLSConfig; this also enables HTTP/2
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 				cancel()
 			}
@@ -201,7 +246,9 @@ func Run(ctx context.Context, c Config) error {
 	log.Info("outpostd listening", "http", httpLn.Addr().String(), "data", dataDir, "admin_socket", adminLn.Addr().String())
 
 	if st.SetupComplete {
+		applyTLS(ctx, st)
 		sup.Start(ctx)
+		printReady(c.Console, httpsURL, boxTLS.Fingerprint())
 	} else {
 		printClaim(c.Console, httpLn.Addr(), claimCode)
 	}
@@ -236,6 +283,14 @@ func printClaim(w io.Writer, addr net.Addr, code string) {
 		urls = append(urls, "http://"+addr.String()+"/setup/")
 	}
 	fmt.Fprintf(w, "\n  Outpost is not set up yet.\n  Open %s\n  and enter the setup code:  %s\n\n", strings.Join(urls, "\n    or "), code)
+}
+
+// printReady shows where the box serves and the fingerprint people check before trusting it.
+func printReady(w io.Writer, httpsURL, fingerprint string) {
+	if httpsURL == "" || fingerprint == "" {
+		return
+	}
+	fmt.Fprintf(w, "\n  Outpost is ready at %s\n  Root certificate SHA-256 fingerprint:\n    %s\n\n", httpsURL, fingerprint)
 }
 
 // lockDataDir makes sure one outpostd owns a data directory: two would run two homeservers

@@ -173,7 +173,12 @@ func TestSetupWizardAPI(t *testing.T) {
 	if done["user_id"] != "@alice:box.lan" {
 		t.Fatalf("complete: %v", done)
 	}
+	// Plain HTTP now only leads to HTTPS (308 keeps the method).
+	if got := admin.call("POST", "/setup/api/claim", map[string]string{"code": code}, nil); got != http.StatusPermanentRedirect {
+		t.Fatalf("claim over plain HTTP after setup: HTTP %d", got)
+	}
 	// The wizard and the code are gone.
+	admin.base = d.surl("")
 	if got := admin.call("POST", "/setup/api/claim", map[string]string{"code": code}, nil); got != 404 {
 		t.Fatalf("claim after setup: HTTP %d", got)
 	}
@@ -183,15 +188,15 @@ func TestSetupWizardAPI(t *testing.T) {
 	if _, errOut, code := d.cli("", "setup-code"); code == 0 || !strings.Contains(errOut, "no longer valid") {
 		t.Fatalf("setup-code after setup: %d %q", code, errOut)
 	}
-	resp, err := http.Get(d.url("/setup/"))
+	resp, err := httpClientFrom("127.0.0.1").Get(d.url("/setup/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.Request.URL.Path != "/admin/" {
-		t.Fatalf("/setup/ after setup ends at %s", resp.Request.URL.Path)
+	if resp.Request.URL.Path != "/admin/" || resp.Request.URL.Scheme != "https" {
+		t.Fatalf("/setup/ after setup ends at %s", resp.Request.URL)
 	}
-	c := newClient(t, base)
+	c := newClient(t, d.surl(""))
 	c.login("alice", password("alice"))
 
 	// The audit log records who set the box up, from where.
@@ -242,7 +247,7 @@ func TestConsoleAPI(t *testing.T) {
 	dataDir := t.TempDir()
 	d := startDaemon(t, dataDir)
 	d.setup("box.lan")
-	base := d.url("")
+	base := d.surl("")
 
 	// bob is not an admin: refused.
 	bobBrowser := newBrowser(t, base, "127.0.0.7")
@@ -387,7 +392,7 @@ func TestConsoleAPI(t *testing.T) {
 	// Federation switch: the homeserver restarts with federation on.
 	admin.mustCall("POST", "/admin/api/federation", map[string]bool{"enabled": true}, nil)
 	waitFor(t, 60*time.Second, "homeserver after the federation switch", func() bool {
-		resp, err := http.Get(base + "/_matrix/federation/v1/version")
+		resp, err := httpClientFrom("127.0.0.1").Get(base + "/_matrix/federation/v1/version")
 		if err != nil {
 			return false
 		}
@@ -455,14 +460,14 @@ func TestCLIUserManagement(t *testing.T) {
 	if pw == "" {
 		t.Fatalf("no one-time password in %q", out)
 	}
-	newClient(t, d.url("")).login("erin", pw)
+	newClient(t, d.surl("")).login("erin", pw)
 	d.mustCLI(password("erin")+"\n", "users", "reset-password", "erin", "--password-stdin")
-	newClient(t, d.url("")).login("erin", password("erin"))
+	newClient(t, d.surl("")).login("erin", password("erin"))
 	if _, errOut, code := d.cli("", "users", "deactivate", "erin"); code == 0 || !strings.Contains(errOut, "--yes") {
 		t.Fatalf("deactivate without --yes: %d %q", code, errOut)
 	}
 	d.mustCLI("", "users", "deactivate", "erin", "--yes")
-	if err := newClient(t, d.url("")).do("POST", "/_matrix/client/v3/login", loginBody("erin", password("erin")), nil); err == nil {
+	if err := newClient(t, d.surl("")).do("POST", "/_matrix/client/v3/login", loginBody("erin", password("erin")), nil); err == nil {
 		t.Fatal("deactivated account can log in")
 	}
 	if _, errOut, code := d.cli("", "users", "deactivate", "nobody", "--yes"); code == 0 || !strings.Contains(errOut, "no active account") {
@@ -533,7 +538,7 @@ func TestSetupSurvivesFailureAndCrash(t *testing.T) {
 	st := d.status()
 	if st.SetupComplete {
 		// The crash came after the commit: then it must be complete and consistent.
-		newClient(t, d.url("")).login("alice", password("alice"))
+		newClient(t, d.surl("")).login("alice", password("alice"))
 		t.Log("the crash landed after setup committed")
 		return
 	}
@@ -543,7 +548,7 @@ func TestSetupSurvivesFailureAndCrash(t *testing.T) {
 
 	// 3. Setup again, with another server name: nothing of the cut-short attempt remains.
 	d.mustCLI(password("alice")+"\n", "setup", "--server-name", "third.lan", "--admin", "alice", "--password-stdin")
-	c := newClient(t, d.url(""))
+	c := newClient(t, d.surl(""))
 	c.login("alice", password("alice"))
 	if c.userID != "@alice:third.lan" {
 		t.Fatalf("user id %s", c.userID)

@@ -22,7 +22,7 @@ import (
 
 func get(t *testing.T, u string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(u)
+	resp, err := httpClientFrom("127.0.0.1").Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestChat(t *testing.T) {
 		t.Fatalf("dendrite version %q", st.Versions.Dendrite)
 	}
 
-	base := d.url("")
+	base := d.surl("")
 	alice, bob := newClient(t, base), newClient(t, base)
 	alice.login("alice", password("alice"))
 	bob.login("bob", password("bob"))
@@ -171,7 +171,7 @@ func TestChat(t *testing.T) {
 		for _, method := range []string{http.MethodGet, http.MethodPost} {
 			req, _ := http.NewRequest(method, base+p, strings.NewReader("{}"))
 			req.Header.Set("Authorization", "Bearer "+alice.token)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := httpClientFrom("127.0.0.1").Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +277,7 @@ func journalMode(t *testing.T, path string) string {
 func TestRateLimitKeysOnRealClient(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	d.setup("box.lan")
-	loginURL := d.url("/_matrix/client/v3/login")
+	loginURL := d.surl("/_matrix/client/v3/login")
 	attempt := func(hc *http.Client, forged string) int {
 		body := strings.NewReader(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"nobody"},"password":"wrong-password-1"}`)
 		req, _ := http.NewRequest(http.MethodPost, loginURL, body)
@@ -338,7 +338,7 @@ func TestRateLimitKeysOnRealClient(t *testing.T) {
 func TestHomeserverCrash(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	d.setup("box.lan")
-	alice := newClient(t, d.url(""))
+	alice := newClient(t, d.surl(""))
 	alice.login("alice", password("alice"))
 	room := alice.createRoom("Crash test")
 	before := d.status().Homeserver

@@ -65,7 +65,8 @@ func dendriteBinary(t *testing.T) string {
 type daemon struct {
 	t       *testing.T
 	dataDir string
-	addr    string
+	addr    string // plain HTTP gateway
+	saddr   string // HTTPS gateway
 	logPath string // outpostd's log (stderr)
 	conPath string // what it shows on the console (stdout)
 	cmd     *exec.Cmd
@@ -88,7 +89,9 @@ func freePort(t *testing.T) string {
 func startDaemon(t *testing.T, dataDir string) *daemon {
 	t.Helper()
 	tmp := t.TempDir()
-	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt")}
+	trustDirs.Store(dataDir, true)
+	t.Cleanup(func() { trustDirs.Delete(dataDir) })
+	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), saddr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt")}
 	d.start()
 	t.Cleanup(d.stop)
 	return d
@@ -109,7 +112,7 @@ func (d *daemon) start() {
 	if hs == "" {
 		hs = dendriteBinary(t)
 	}
-	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-dendrite", hs, "-log-level", "debug")
+	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-https", d.saddr, "-dendrite", hs, "-log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = conf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -179,6 +182,9 @@ func (d *daemon) log() string {
 }
 
 func (d *daemon) url(path string) string { return "http://" + d.addr + path }
+
+// surl is the HTTPS gateway, which serves everything once the box is set up.
+func (d *daemon) surl(path string) string { return "https://" + d.saddr + path }
 
 // cli runs the outpost CLI against this daemon's data dir.
 func (d *daemon) cli(stdin string, args ...string) (stdout, stderr string, code int) {

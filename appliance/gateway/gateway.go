@@ -110,6 +110,12 @@ func (g *Gateway) current() State { return *g.state.Load() }
 // ServeHTTP routes a request and writes an access log line with credentials redacted.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if r.TLS != nil {
+		// Browsers honour HSTS only over a connection whose certificate they trust, so this
+		// takes effect exactly when TLS is confirmed working for that browser. 30 days, not
+		// a year: a box whose root is replaced must not lock people out for long.
+		w.Header().Set("Strict-Transport-Security", "max-age=2592000")
+	}
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	g.mux.ServeHTTP(rw, r)
 	g.log.Debug("access",

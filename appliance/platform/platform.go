@@ -34,6 +34,14 @@ func DefaultHTTPAddr() string {
 	return "127.0.0.1:8080"
 }
 
+// DefaultHTTPSAddr is where the gateway serves HTTPS once the box is set up.
+func DefaultHTTPSAddr() string {
+	if OnGokrazy() {
+		return ":443"
+	}
+	return "127.0.0.1:8443"
+}
+
 // DefaultDendrite finds the dendrite binary: beside our own executable (the image and
 // `make run` put it there), else on PATH.
 func DefaultDendrite() string {

@@ -40,6 +40,13 @@ type Settings struct {
 	// inside the generated dendrite.yaml (mode 0600) and encrypted snapshots.
 	RegistrationSharedSecret string
 	TURNSharedSecret         string
+	// TLSMode is where the HTTPS certificate comes from: "box-ca" (default, the per-box
+	// root), "acme" (an ACME CA on the LAN) or "upload" (a certificate the admin uploaded).
+	TLSMode string
+	// ACMEDirectory and ACMERootPEM configure the "acme" mode.
+	ACMEDirectory string
+	ACMERootPEM   string
+
 	// ServicePassword is the password of outpostd's own admin account on the homeserver
 	// (@_outpost), which performs admin actions Dendrite only offers to admin users.
 	ServicePassword string
@@ -60,6 +67,9 @@ func (s *Settings) fields() []field {
 		{"registration_shared_secret", &s.RegistrationSharedSecret},
 		{"turn_shared_secret", &s.TURNSharedSecret},
 		{"service_password", &s.ServicePassword},
+		{"tls_mode", &s.TLSMode},
+		{"acme_directory", &s.ACMEDirectory},
+		{"acme_root_pem", &s.ACMERootPEM},
 	}
 }
 

@@ -21,7 +21,7 @@ func main() {
 	var c daemon.Config
 	flag.StringVar(&c.DataDir, "data", platform.DefaultDataDir(), "state directory (settings, homeserver databases, media)")
 	flag.StringVar(&c.HTTPAddr, "http", platform.DefaultHTTPAddr(), "gateway HTTP listen address")
-	flag.StringVar(&c.HTTPSAddr, "https", "", "gateway HTTPS listen address (empty: off)")
+	flag.StringVar(&c.HTTPSAddr, "https", platform.DefaultHTTPSAddr(), "gateway HTTPS listen address once set up (empty: plain HTTP only, for development)")
 	flag.StringVar(&c.TURNAddr, "turn", "", "TURN listen address (empty: off)")
 	flag.StringVar(&c.Dendrite, "dendrite", platform.DefaultDendrite(), "path of the dendrite binary")
 	level := flag.String("log-level", "info", "debug, info, warn or error (debug includes the access log)")

@@ -1,0 +1,250 @@
+// Package boxtls puts the box on HTTPS once it is set up: it derives the names and
+// addresses to serve from the settings and the machine, keeps the per-box root CA, drives
+// the certificate manager (package tlsca), and serves the plain-HTTP side, which after
+// setup only offers the trust page, the root certificate and redirects to HTTPS.
+package boxtls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/outpost-im/outpost/appliance/platform"
+	"github.com/outpost-im/outpost/appliance/settings"
+	"github.com/outpost-im/outpost/appliance/tlsca"
+)
+
+// Service owns the box's TLS state.
+type Service struct {
+	dir string
+	log *slog.Logger
+	mgr *tlsca.Manager
+
+	mu     sync.Mutex
+	ca     atomic.Pointer[tlsca.CA]
+	active atomic.Bool
+	gw     http.Handler
+}
+
+// New prepares TLS under dataDir/tls. Nothing is served until Apply succeeds.
+func New(dataDir string, log *slog.Logger) (*Service, error) {
+	dir := filepath.Join(dataDir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	mgr, err := tlsca.NewManager(tlsca.Options{StorageDir: filepath.Join(dir, "certmagic"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{dir: dir, log: log, mgr: mgr}, nil
+}
+
+// Names are what clients use to reach the box.
+type Names struct {
+	ServerName string   // DNS name or IP literal, without port
+	Hostnames  []string // further DNS names
+	IPs        []netip.Addr
+}
+
+// All lists every name as certmagic manages them.
+func (n Names) All() []string {
+	out := append([]string{}, n.Hostnames...)
+	for _, ip := range n.IPs {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
+// DeriveNames collects the names to serve: the server name (without port), the machine's
+// host name, its LAN addresses and loopback (so the box itself and a laptop can connect).
+func DeriveNames(serverName string) Names {
+	host := serverName
+	if h, _, err := net.SplitHostPort(serverName); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	n := Names{ServerName: host}
+	seen := map[string]bool{host: true}
+	addIP := func(ip netip.Addr) {
+		ip = ip.Unmap()
+		if !seen[ip.String()] {
+			seen[ip.String()] = true
+			n.IPs = append(n.IPs, ip)
+		}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addIP(ip)
+	}
+	if h, err := os.Hostname(); err == nil {
+		h = strings.ToLower(h)
+		if !seen[h] && h != "localhost" && isDNSName(h) {
+			seen[h] = true
+			n.Hostnames = append(n.Hostnames, h)
+		}
+	}
+	for _, ip := range platform.LANAddresses() {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			addIP(a)
+		}
+	}
+	addIP(netip.MustParseAddr("127.0.0.1"))
+	addIP(netip.IPv6Loopback())
+	return n
+}
+
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Apply makes the settings' TLS mode serve. The root CA is created on first use and kept
+// for good: devices trust it.
+func (s *Service) Apply(ctx context.Context, st settings.Settings) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := DeriveNames(st.ServerName)
+	var prefixes []netip.Prefix
+	for _, ip := range names.IPs {
+		prefixes = append(prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	var caHosts []string
+	if _, err := netip.ParseAddr(names.ServerName); err == nil {
+		// An IP server name is covered by the IP constraints; the DNS constraint still needs
+		// a name, and the host name (or a name of our own) serves.
+		caHosts = names.Hostnames
+	} else {
+		caHosts = append([]string{names.ServerName}, names.Hostnames...)
+	}
+	if len(caHosts) == 0 {
+		caHosts = []string{"outpost.internal"}
+	}
+	ca, err := tlsca.LoadOrCreateCA(filepath.Join(s.dir, "ca"), tlsca.CAOptions{
+		ServerName: caHosts[0],
+		Hostnames:  caHosts[1:],
+		IPRanges:   prefixes,
+		Logger:     s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("tls: root CA: %w", err)
+	}
+	s.ca.Store(ca)
+	mode := tlsca.Mode(st.TLSMode)
+	if mode == "" {
+		mode = tlsca.ModeBoxCA
+	}
+	cfg := tlsca.Settings{Mode: mode, ServerName: names.ServerName, Names: names.All(), CA: ca}
+	switch mode {
+	case tlsca.ModeBoxCA:
+		// Only names the root can vouch for: a new LAN address needs a new root (see docs).
+		var covered []string
+		for _, n := range cfg.Names {
+			if ca.Permits(n) == nil {
+				covered = append(covered, n)
+			}
+		}
+		cfg.Names = covered
+	case tlsca.ModeACME:
+		cfg.ACME = tlsca.ACMEConfig{DirectoryURL: st.ACMEDirectory, RootPEM: []byte(st.ACMERootPEM)}
+	case tlsca.ModeUpload:
+		up, err := tlsca.LoadUpload(filepath.Join(s.dir, "upload"), tlsca.UploadOptions{ServerName: names.ServerName})
+		if err != nil {
+			return fmt.Errorf("tls: uploaded certificate: %w", err)
+		}
+		cfg.Upload = up
+	default:
+		return fmt.Errorf("tls: unknown mode %q", mode)
+	}
+	if err := s.mgr.Apply(ctx, cfg); err != nil {
+		return err
+	}
+	s.active.Store(true)
+	s.log.Info("TLS serving", "mode", mode, "names", cfg.Names, "root_fingerprint", ca.Fingerprint())
+	return nil
+}
+
+// ValidateUpload checks an uploaded certificate and key for the box and stores them; the
+// caller then switches the mode to upload.
+func (s *Service) ValidateUpload(serverName string, certPEM, keyPEM []byte) ([]string, error) {
+	names := DeriveNames(serverName)
+	up, err := tlsca.ValidateUpload(certPEM, keyPEM, tlsca.UploadOptions{ServerName: names.ServerName})
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsca.SaveUpload(filepath.Join(s.dir, "upload"), up); err != nil {
+		return nil, err
+	}
+	return up.Warnings, nil
+}
+
+// Active reports whether HTTPS is serving.
+func (s *Service) Active() bool { return s.active.Load() }
+
+// TLSConfig serves the current certificate; it follows later Apply calls.
+func (s *Service) TLSConfig() *tls.Config { return s.mgr.TLSConfig() }
+
+// Fingerprint is the root's SHA-256 fingerprint, or "" before the root exists.
+func (s *Service) Fingerprint() string {
+	if ca := s.ca.Load(); ca != nil {
+		return ca.Fingerprint()
+	}
+	return ""
+}
+
+// Mode is the serving mode, or "" before Apply.
+func (s *Service) Mode() string {
+	if !s.Active() {
+		return ""
+	}
+	return string(s.mgr.Mode())
+}
+
+// RootPEM is the root certificate, or nil.
+func (s *Service) RootPEM() []byte {
+	if ca := s.ca.Load(); ca != nil {
+		return ca.RootPEM()
+	}
+	return nil
+}
+
+// Close stops renewal.
+func (s *Service) Close() error { return s.mgr.Close() }
+
+// ErrNotActive is returned by actions that need HTTPS to be up.
+var ErrNotActive = errors.New("TLS is not serving yet: finish setup first")
+
+// HTTPHandler is the plain-HTTP side. Before TLS is up (setup not done) it is the gateway
+// itself; afterwards it serves the trust page, /ca.crt, the iOS profile, ACME HTTP
+// challenges and redirects everything else to HTTPS.
+func (s *Service) HTTPHandler(gw http.Handler, httpsPort int) http.Handler {
+	s.gw = gw
+	trust := s.trustHandler(httpsPort)
+	return s.mgr.HTTPChallengeHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.Active() {
+			gw.ServeHTTP(w, r)
+			return
+		}
+		trust.ServeHTTP(w, r)
+	}))
+}
