@@ -74,7 +74,7 @@ func Run(ctx context.Context, c Config) error {
 
 	log := c.Log
 	slog.SetDefault(log)
-	httpsURL := "" // set once the HTTPS listener exists
+	httpsURL := ""             // set once the HTTPS listener exists
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
 	hsConfig := func(ctx context.Context) (homeserver.Config, error) {
