@@ -6,7 +6,8 @@ import { startOutpost, launch, newPage, shot, matrixLogin } from './harness.mjs'
 
 const ADMIN_PW = 'alice correct horse battery';
 let box;
-let browser;
+let browser; // before setup: the box has no certificate yet, the browser trusts nothing
+let trusting; // after setup: the box's root installed, as a person does from /ca.crt
 const problems = [];
 
 before(async () => {
@@ -16,11 +17,12 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await trusting?.close();
   await box?.stop();
 });
 
 test('setup wizard: wrong code refused, reload resumes, setup completes, wizard gone', async () => {
-  const { ctx, page } = await newPage(browser, box.base, problems);
+  const { ctx, page } = await newPage(browser, [box.base, box.sbase], problems);
   await page.goto(box.base + '/');
   assert.match(page.url(), /\/setup\/$/);
   await page.getByRole('heading', { name: 'Claim this box' }).waitFor();
@@ -73,18 +75,50 @@ test('setup wizard: wrong code refused, reload resumes, setup completes, wizard 
   assert.equal(await page.locator('#done-user').textContent(), '@alice:box.lan');
   await shot(page, '07-wizard-done');
 
-  // The wizard is gone: /setup/ now leads to the console.
-  await page.goto(box.base + '/setup/');
-  assert.match(page.url(), /\/admin\/$/);
-  const r = await matrixLogin(box.base, 'alice', ADMIN_PW);
-  assert.equal(r.status, 200, JSON.stringify(r.body));
+  // Plain HTTP now offers only the trust page: the root to install and its fingerprint.
+  await page.goto(box.base + '/');
+  await page.getByRole('heading', { name: 'Connect securely to this Outpost box' }).waitFor();
+  const fingerprint = (await page.locator('.secret').textContent()).trim();
+  assert.match(fingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  await shot(page, '08-trust-page');
+  const crt = await page.request.get(box.base + '/ca.crt');
+  assert.equal(await crt.text(), box.rootPEM());
+  // A browser that has not installed the root refuses the box's HTTPS.
+  await assert.rejects(page.goto(box.sbase + '/admin/'), /ERR_CERT_AUTHORITY_INVALID/);
   await ctx.close();
+
+  const r = await matrixLogin(box, 'alice', ADMIN_PW);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  trusting = await launch({ trustRoot: box.rootPEM(), mapHosts: ['box.lan'] });
+});
+
+test('a browser that installed the root loads the box over HTTPS, by name and by IP', async () => {
+  const { ctx, page } = await newPage(trusting, `https://box.lan:${box.sport}`, problems);
+  const resp = await page.goto(`https://box.lan:${box.sport}/admin/`);
+  assert.equal(resp.status(), 200);
+  assert.match(resp.headers()['strict-transport-security'] || '', /max-age=\d+/);
+  assert.equal(await page.evaluate(() => window.isSecureContext && !!window.crypto.subtle), true);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await shot(page, '09-https-by-name');
+  await ctx.close();
+  const byIP = await newPage(trusting, box.sbase, problems);
+  assert.equal((await byIP.page.goto(box.sbase + '/admin/')).status(), 200);
+  // The wizard is gone once the box is set up.
+  await byIP.page.goto(box.sbase + '/setup/');
+  assert.equal(byIP.page.url(), box.sbase + '/admin/');
+  await byIP.ctx.close();
+  // A plain-HTTP address of the console sends the browser to HTTPS.
+  const redirect = await newPage(trusting, box.sbase, problems);
+  await redirect.ctx.unroute('**/*');
+  await redirect.page.goto(box.base + '/admin/');
+  assert.equal(redirect.page.url(), box.sbase + '/admin/');
+  await redirect.ctx.close();
 });
 
 test('admin console: create user, invite, redeem, deactivate; non-admins kept out', async () => {
-  const { ctx, page } = await newPage(browser, box.base, problems);
+  const { ctx, page } = await newPage(trusting, box.sbase, problems);
   page.on('dialog', (d) => d.accept());
-  await page.goto(box.base + '/admin/');
+  await page.goto(box.sbase + '/admin/');
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   await shot(page, '10-console-sign-in');
   const signin = page.locator('#signin');
@@ -107,7 +141,7 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   assert.match(carolPw, /^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$/);
   await page.locator('tr[data-user=carol]').waitFor();
   await shot(page, '12-console-people');
-  assert.equal((await matrixLogin(box.base, 'carol', carolPw)).status, 200);
+  assert.equal((await matrixLogin(box, 'carol', carolPw)).status, 200);
 
   // Invitations: create one, redeem it in a second, unrelated browser context.
   await page.getByRole('tab', { name: 'Invitations' }).click();
@@ -115,11 +149,11 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await page.getByRole('button', { name: 'Create invitation' }).click();
   await page.locator('#invite-result').waitFor();
   const link = (await page.locator('#invite-link').textContent()).trim();
-  assert.ok(link.startsWith(box.base + '/invite/#'), link);
+  assert.ok(link.startsWith(box.sbase + '/invite/#'), link);
   await page.locator('#invite-rows tr').filter({ hasText: 'open' }).waitFor();
   await shot(page, '13-console-invitations');
 
-  const guest = await newPage(browser, box.base, problems);
+  const guest = await newPage(trusting, box.sbase, problems);
   await guest.page.goto(link);
   await guest.page.getByRole('heading', { name: 'Create your account' }).waitFor();
   assert.equal(new URL(guest.page.url()).hash, '', 'the code must leave the address bar');
@@ -130,7 +164,7 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await guest.page.getByRole('button', { name: 'Create account' }).click();
   await guest.page.locator('#done').filter({ hasText: '@dave:box.lan' }).waitFor();
   await shot(guest.page, '15-invite-done');
-  assert.equal((await matrixLogin(box.base, 'dave', 'dave correct horse battery')).status, 200);
+  assert.equal((await matrixLogin(box, 'dave', 'dave correct horse battery')).status, 200);
   await guest.ctx.close();
 
   // Deactivate dave: his login then fails.
@@ -139,7 +173,7 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await daveRow.getByRole('button', { name: 'Deactivate' }).click();
   await daveRow.filter({ hasText: 'deactivated' }).waitFor();
   await shot(page, '16-console-deactivated');
-  const daveLogin = await matrixLogin(box.base, 'dave', 'dave correct horse battery');
+  const daveLogin = await matrixLogin(box, 'dave', 'dave correct horse battery');
   assert.notEqual(daveLogin.status, 200);
 
   // Audit log shows what alice did.
@@ -152,8 +186,8 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await ctx.close();
 
   // carol is not an admin: the console refuses her.
-  const other = await newPage(browser, box.base, problems);
-  await other.page.goto(box.base + '/admin/');
+  const other = await newPage(trusting, box.sbase, problems);
+  await other.page.goto(box.sbase + '/admin/');
   await other.page.locator('#signin').getByLabel('User name').fill('carol');
   await other.page.locator('#signin').getByLabel('Password').fill(carolPw);
   await other.page.getByRole('button', { name: 'Sign in' }).click();
@@ -168,9 +202,9 @@ test('no request left the box and no page error occurred', () => {
 });
 
 test('the console fits a phone screen', async () => {
-  const ctx = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+  const ctx = await trusting.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
   const page = await ctx.newPage();
-  await page.goto(box.base + '/admin/');
+  await page.goto(box.sbase + '/admin/');
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone screen`);

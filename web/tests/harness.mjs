@@ -1,7 +1,8 @@
 // Test harness: a real outpostd with the real dendrite on 127.0.0.1, and Debian's Chromium
 // driven by Playwright. Nothing here reaches beyond the loopback interface.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -29,9 +30,10 @@ function freePort() {
 export async function startOutpost() {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-browser-'));
   const port = await freePort();
+  const sport = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const log = openSync(join(artifacts, `outpostd-${port}.log`), 'w');
-  const proc = spawn(join(bin, 'outpostd'), ['-data', dataDir, '-http', `127.0.0.1:${port}`,
+  const proc = spawn(join(bin, 'outpostd'), ['-data', dataDir, '-http', `127.0.0.1:${port}`, '-https', `127.0.0.1:${sport}`,
     '-dendrite', process.env.OUTPOST_DENDRITE || join(bin, 'dendrite'), '-log-level', 'debug'], { stdio: ['ignore', log, log] });
   let exited = false;
   proc.on('exit', () => { exited = true; });
@@ -46,8 +48,12 @@ export async function startOutpost() {
   }
   return {
     base,
+    sbase: `https://127.0.0.1:${sport}`,
+    sport,
     dataDir,
     claimCode: () => readFileSync(join(dataDir, 'claim-code'), 'utf8').trim(),
+    // rootPEM is the box's root CA, created at setup.
+    rootPEM: () => readFileSync(join(dataDir, 'tls', 'ca', 'root.crt'), 'utf8'),
     async stop() {
       if (!exited) {
         proc.kill('SIGTERM');
@@ -58,22 +64,39 @@ export async function startOutpost() {
   };
 }
 
-// launch starts headless Chromium with networking limited to what the test serves.
-export async function launch() {
-  return chromium.launch({
+// launch starts headless Chromium with networking limited to what the test serves. With
+// trustRoot, the box's root CA is installed in the browser's own NSS trust store first (a
+// fresh HOME), exactly as a person installs /ca.crt; names in mapHosts resolve to 127.0.0.1.
+export async function launch({ trustRoot, mapHosts = [] } = {}) {
+  const home = mkdtempSync(join(tmpdir(), 'outpost-chromium-home-'));
+  if (trustRoot) {
+    const db = join(home, '.pki', 'nssdb');
+    mkdirSync(db, { recursive: true });
+    const rootFile = join(home, 'outpost-root.crt');
+    writeFileSync(rootFile, trustRoot);
+    execFileSync('certutil', ['-N', '-d', 'sql:' + db, '--empty-password']);
+    execFileSync('certutil', ['-A', '-d', 'sql:' + db, '-n', 'Outpost box root', '-t', 'C,,', '-i', rootFile]);
+  }
+  const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+  if (mapHosts.length) args.push('--host-resolver-rules=' + mapHosts.map((h) => `MAP ${h} 127.0.0.1`).join(','));
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    args,
+    env: { ...process.env, HOME: home },
   });
+  browser.on('disconnected', () => rmSync(home, { recursive: true, force: true }));
+  return browser;
 }
 
-// newPage opens a context that fails the test on any request leaving the box's origin and
-// on page errors.
-export async function newPage(browser, base, problems) {
+// newPage opens a context that fails the test on any request leaving the box's origins
+// (one, or a list) and on page errors.
+export async function newPage(browser, origins, problems) {
+  const allowed = [].concat(origins);
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   await ctx.route('**/*', (route) => {
     const url = route.request().url();
-    if (url.startsWith(base + '/') || url === base) return route.continue();
+    if (allowed.some((o) => url.startsWith(o + '/') || url === o)) return route.continue();
     problems.push('request outside the box: ' + url);
     return route.abort();
   });
@@ -87,12 +110,19 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(artifacts, name + '.png'), fullPage: true });
 }
 
-// matrixLogin signs in through the client-server API, as any Matrix app would.
-export async function matrixLogin(base, user, password) {
-  const r = await fetch(base + '/_matrix/client/v3/login', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
+// matrixLogin signs in through the client-server API over HTTPS, trusting only the box's
+// root, as any Matrix app on a device with the root installed would.
+export function matrixLogin(box, user, password) {
+  const body = JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password });
+  return new Promise((resolve, reject) => {
+    const req = request(box.sbase + '/_matrix/client/v3/login', {
+      method: 'POST', ca: box.rootPEM(), headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+    }, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(data || '{}') }));
+    });
+    req.on('error', reject);
+    req.end(body);
   });
-  return { status: r.status, body: await r.json() };
 }
