@@ -93,3 +93,8 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// TLSModeResponse carries warnings about an accepted certificate (expiring soon).
+type TLSModeResponse struct {
+	Warnings []string `json:"warnings,omitempty"`
+}

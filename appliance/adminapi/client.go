@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
 )
@@ -112,6 +113,20 @@ func (c *Client) RevokeInvite(ctx context.Context, id int64) error {
 func (c *Client) Audit(ctx context.Context, limit int) ([]audit.Entry, error) {
 	var out []audit.Entry
 	err := c.call(ctx, http.MethodGet, fmt.Sprintf("/v1/audit?limit=%d", limit), nil, &out)
+	return out, err
+}
+
+// TLS reports the certificate setup.
+func (c *Client) TLS(ctx context.Context) (boxtls.Status, error) {
+	var out boxtls.Status
+	err := c.call(ctx, http.MethodGet, "/v1/tls", nil, &out)
+	return out, err
+}
+
+// SetTLSMode changes the certificate source.
+func (c *Client) SetTLSMode(ctx context.Context, req boxtls.ModeRequest) (TLSModeResponse, error) {
+	var out TLSModeResponse
+	err := c.call(ctx, http.MethodPost, "/v1/tls/mode", req, &out)
 	return out, err
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
@@ -30,10 +31,12 @@ type Homeserver interface {
 	Status() homeserver.Status
 }
 
-// TLS is what the status needs from the certificate service.
+// TLS is the certificate service.
 type TLS interface {
 	Mode() string
 	Fingerprint() string
+	Status(serverName string) boxtls.Status
+	ChangeMode(ctx context.Context, store *settings.Store, actor audit.Actor, req boxtls.ModeRequest) ([]string, error)
 }
 
 // Server answers the admin socket.
@@ -70,6 +73,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/invites", s.createInvite)
 	mux.HandleFunc("POST /v1/invites/{id}/revoke", s.revokeInvite)
 	mux.HandleFunc("GET /v1/audit", s.audit)
+	mux.HandleFunc("GET /v1/tls", s.tlsStatus)
+	mux.HandleFunc("POST /v1/tls/mode", s.tlsMode)
 	return mux
 }
 
@@ -265,6 +270,28 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
+func (s *Server) tlsStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Store.Get(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.TLS.Status(st.ServerName))
+}
+
+func (s *Server) tlsMode(w http.ResponseWriter, r *http.Request) {
+	var req boxtls.ModeRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	warnings, err := s.TLS.ChangeMode(r.Context(), s.Store, cli, req)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TLSModeResponse{Warnings: warnings})
+}
+
 // ReadJSON decodes a request body strictly; on failure it answers 400 and returns false.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
@@ -299,6 +326,8 @@ func WriteError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusForbidden, Error{Message: err.Error(), Field: "code"})
 	case errors.Is(err, people.ErrBadCredentials):
 		writeJSON(w, http.StatusForbidden, Error{Message: err.Error()})
+	case errors.Is(err, boxtls.ErrNotActive):
+		writeJSON(w, http.StatusConflict, Error{Message: err.Error()})
 	case errors.Is(err, people.ErrRateLimited):
 		writeJSON(w, http.StatusTooManyRequests, Error{Message: err.Error()})
 	default:

@@ -7,18 +7,23 @@ package boxtls
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/outpost-im/outpost/appliance/accounts"
+	"github.com/outpost-im/outpost/appliance/audit"
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/tlsca"
@@ -247,4 +252,81 @@ func (s *Service) HTTPHandler(gw http.Handler, httpsPort int) http.Handler {
 		}
 		trust.ServeHTTP(w, r)
 	}))
+}
+
+// ModeRequest changes where the certificate comes from.
+type ModeRequest struct {
+	Mode          string `json:"mode"` // box-ca, acme, upload
+	ACMEDirectory string `json:"acme_directory,omitempty"`
+	ACMERootPEM   string `json:"acme_root_pem,omitempty"`
+	// CertPEM and KeyPEM are required for upload (the chain may follow the leaf).
+	CertPEM string `json:"cert_pem,omitempty"`
+	KeyPEM  string `json:"key_pem,omitempty"`
+}
+
+// Status describes what is served.
+type Status struct {
+	Mode        string   `json:"mode"`
+	Fingerprint string   `json:"root_fingerprint"`
+	RootPEM     string   `json:"root_pem"`
+	Names       []string `json:"names"`
+}
+
+// Status reports the mode, the root and the names served for serverName.
+func (s *Service) Status(serverName string) Status {
+	n := DeriveNames(serverName)
+	return Status{Mode: s.Mode(), Fingerprint: s.Fingerprint(), RootPEM: string(s.RootPEM()), Names: append([]string{n.ServerName}, n.All()...)}
+}
+
+// ChangeMode switches the certificate source. The new source must work (certificates
+// obtained and loaded) before anything is stored, so a failed change leaves the box serving
+// exactly as before. The change and its audit record are one transaction.
+func (s *Service) ChangeMode(ctx context.Context, store *settings.Store, actor audit.Actor, req ModeRequest) (warnings []string, err error) {
+	cur, err := store.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !cur.SetupComplete || !s.Active() {
+		return nil, ErrNotActive
+	}
+	next := cur
+	next.TLSMode = req.Mode
+	switch tlsca.Mode(req.Mode) {
+	case tlsca.ModeBoxCA:
+	case tlsca.ModeACME:
+		u, perr := url.Parse(req.ACMEDirectory)
+		if perr != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, &accounts.FieldError{Field: "acme_directory", Message: "give the ACME directory as an https:// URL, e.g. https://ca.lan/acme/acme/directory"}
+		}
+		if !strings.Contains(req.ACMERootPEM, "BEGIN CERTIFICATE") {
+			return nil, &accounts.FieldError{Field: "acme_root_pem", Message: "paste the root certificate (PEM) of the ACME CA, so the box can trust it"}
+		}
+		next.ACMEDirectory, next.ACMERootPEM = req.ACMEDirectory, req.ACMERootPEM
+	case tlsca.ModeUpload:
+		if req.CertPEM == "" || req.KeyPEM == "" {
+			return nil, &accounts.FieldError{Field: "cert_pem", Message: "give both the certificate (with its chain) and the private key, in PEM"}
+		}
+		if warnings, err = s.ValidateUpload(cur.ServerName, []byte(req.CertPEM), []byte(req.KeyPEM)); err != nil {
+			return nil, &accounts.FieldError{Field: "cert_pem", Message: err.Error()}
+		}
+	default:
+		return nil, &accounts.FieldError{Field: "mode", Message: "choose box-ca, acme or upload"}
+	}
+	actx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := s.Apply(actx, next); err != nil {
+		// Apply switched nothing; the old certificate keeps serving.
+		return nil, fmt.Errorf("the new certificate source does not work, so nothing changed: %w", err)
+	}
+	if err := store.UpdateTx(ctx, func(tx *sql.Tx, st *settings.Settings) error {
+		st.TLSMode, st.ACMEDirectory, st.ACMERootPEM = next.TLSMode, next.ACMEDirectory, next.ACMERootPEM
+		return audit.Record(ctx, tx, actor.String(), "tls.mode", st.ServerName, "mode="+req.Mode)
+	}); err != nil {
+		// Serve what the settings say, so a restart does not change behaviour.
+		if rerr := s.Apply(context.WithoutCancel(ctx), cur); rerr != nil {
+			s.log.Error("cannot restore the previous TLS mode", "err", rerr)
+		}
+		return nil, err
+	}
+	return warnings, nil
 }

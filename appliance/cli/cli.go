@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
+	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/setup"
 )
@@ -56,6 +57,11 @@ Commands:
   invites list [--json]                 list invitations
   invites revoke ID                     withdraw an invitation
   audit [--limit N] [--json]            show the audit log of admin actions
+  tls [--json]                          show the certificate mode, root fingerprint and names
+  tls root                              print the box's root certificate (PEM)
+  tls box-ca                            serve certificates from the box's own root (default)
+  tls acme --directory URL --root FILE  get certificates from an ACME CA on the network
+  tls upload --cert FILE --key FILE     serve an uploaded certificate (chain) and key (PEM)
 
 Passwords are read from standard input (one line); on a terminal you are prompted.
 --one-time-password generates a password, prints it once, and stores it nowhere.
@@ -140,6 +146,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return usageError{fmt.Sprintf("invites: unknown subcommand %q", cmdArgs[0])}
 	case "audit":
 		return auditCmd(ctx, c, cmdArgs, env)
+	case "tls":
+		return tlsCmd(ctx, c, cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -536,4 +544,93 @@ func bytesHuman(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func tlsCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("tls "+sub, flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	directory := fs.String("directory", "", "ACME directory URL (https://...)")
+	rootFile := fs.String("root", "", "PEM file with the ACME CA's root certificate")
+	certFile := fs.String("cert", "", "PEM file with the certificate and its chain")
+	keyFile := fs.String("key", "", "PEM file with the private key")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{fmt.Sprintf("tls: unexpected argument %q", pos[0])}
+	}
+	readFile := func(flagName, path string) (string, error) {
+		if path == "" {
+			return "", usageError{fmt.Sprintf("tls %s: --%s FILE is required", sub, flagName)}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read --%s: %w", flagName, err)
+		}
+		return string(b), nil
+	}
+	var req boxtls.ModeRequest
+	switch sub {
+	case "":
+		st, err := c.TLS(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(env.Stdout, st)
+		}
+		if st.Mode == "" {
+			fmt.Fprintln(env.Stdout, "HTTPS is not serving yet (the box is not set up, or see the log).")
+			return nil
+		}
+		fmt.Fprintf(env.Stdout, "Mode:         %s\nRoot CA:      SHA-256 %s\nNames:        %s\n", st.Mode, st.Fingerprint, strings.Join(st.Names, ", "))
+		return nil
+	case "root":
+		st, err := c.TLS(ctx)
+		if err != nil {
+			return err
+		}
+		if st.RootPEM == "" {
+			return errors.New("there is no root certificate yet; finish setup first")
+		}
+		fmt.Fprint(env.Stdout, st.RootPEM)
+		return nil
+	case "box-ca":
+		req.Mode = "box-ca"
+	case "acme":
+		req.Mode, req.ACMEDirectory = "acme", *directory
+		if req.ACMEDirectory == "" {
+			return usageError{"tls acme: --directory URL is required"}
+		}
+		root, err := readFile("root", *rootFile)
+		if err != nil {
+			return err
+		}
+		req.ACMERootPEM = root
+	case "upload":
+		req.Mode = "upload"
+		cert, err := readFile("cert", *certFile)
+		if err != nil {
+			return err
+		}
+		key, err := readFile("key", *keyFile)
+		if err != nil {
+			return err
+		}
+		req.CertPEM, req.KeyPEM = cert, key
+	default:
+		return usageError{fmt.Sprintf("tls: unknown subcommand %q", sub)}
+	}
+	resp, err := c.SetTLSMode(ctx, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "HTTPS now serves certificates from: %s\n", req.Mode)
+	for _, w := range resp.Warnings {
+		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/gateway"
 	"github.com/outpost-im/outpost/appliance/invites"
@@ -34,9 +35,11 @@ type Console struct {
 	Status func(ctx context.Context) (adminapi.Status, error)
 	// SetFederation switches federation and restarts the homeserver with the new setting.
 	SetFederation func(ctx context.Context, actor audit.Actor, on bool) error
-	AdminAssets   fs.FS // web/admin
-	InviteAssets  fs.FS // web/invite
-	Log           *slog.Logger
+	// TLS manages the certificate source.
+	TLS          adminapi.TLS
+	AdminAssets  fs.FS // web/admin
+	InviteAssets fs.FS // web/invite
+	Log          *slog.Logger
 
 	sessions    *websession.Store
 	loginLimit  *claim.Limiter
@@ -70,6 +73,8 @@ func New(c Console) *Console {
 	mux.HandleFunc("GET /admin/api/federation", c.admin(c.federation))
 	mux.HandleFunc("POST /admin/api/federation", c.admin(c.setFederation))
 	mux.HandleFunc("GET /admin/api/audit", c.admin(c.auditLog))
+	mux.HandleFunc("GET /admin/api/tls", c.admin(c.tlsStatus))
+	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
 	mux.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such console call"})
 	})
@@ -336,6 +341,28 @@ func (c *Console) auditLog(w http.ResponseWriter, r *http.Request, _ audit.Actor
 		return
 	}
 	adminapi.WriteJSON(w, http.StatusOK, list)
+}
+
+func (c *Console) tlsStatus(w http.ResponseWriter, r *http.Request, _ audit.Actor) {
+	st, err := c.Store.Get(r.Context())
+	if err != nil {
+		adminapi.WriteError(w, err)
+		return
+	}
+	adminapi.WriteJSON(w, http.StatusOK, c.TLS.Status(st.ServerName))
+}
+
+func (c *Console) tlsMode(w http.ResponseWriter, r *http.Request, actor audit.Actor) {
+	var req boxtls.ModeRequest
+	if !adminapi.ReadJSON(w, r, &req) {
+		return
+	}
+	warnings, err := c.TLS.ChangeMode(r.Context(), c.Store, actor, req)
+	if err != nil {
+		adminapi.WriteError(w, err)
+		return
+	}
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.TLSModeResponse{Warnings: warnings})
 }
 
 // redeem is the public end of an invitation: a person with a valid code makes an account.

@@ -105,7 +105,17 @@ func Run(ctx context.Context, c Config) error {
 		if c.HTTPSAddr == "" {
 			return
 		}
-		if err := boxTLS.Apply(ctx, st); err != nil {
+		err := boxTLS.Apply(ctx, st)
+		if err != nil && st.TLSMode != "" && st.TLSMode != "box-ca" {
+			// An ACME CA that is down or an uploaded certificate gone bad must not leave the
+			// box without HTTPS: serve from the box's own root until someone fixes it.
+			log.Error("the configured certificate source failed; serving the box CA instead", "mode", st.TLSMode, "err", err)
+			fmt.Fprintf(c.Console, "\n  Certificate source %q failed (%v);\n  serving the box's own certificate until it is fixed.\n\n", st.TLSMode, err)
+			fallback := st
+			fallback.TLSMode = "box-ca"
+			err = boxTLS.Apply(ctx, fallback)
+		}
+		if err != nil {
 			// The box stays reachable over plain HTTP rather than not at all; the console
 			// says why so someone can fix it.
 			log.Error("HTTPS is not available; serving plain HTTP only", "err", err)
@@ -195,7 +205,7 @@ func Run(ctx context.Context, c Config) error {
 	static := web.Static()
 	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
 	con := console.New(console.Console{
-		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation,
+		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation, TLS: boxTLS,
 		AdminAssets: web.Admin(), InviteAssets: web.Invite(), Log: log.With("component", "console"),
 	})
 	gw = gateway.New(gateway.Options{

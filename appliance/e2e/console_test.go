@@ -155,12 +155,16 @@ func TestSetupWizardAPI(t *testing.T) {
 		t.Fatalf("complete before all steps: HTTP %d %+v", got, apiErr)
 	}
 	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "admin", "values": map[string]string{"admin_user": "alice", "admin_password": password("alice"), "confirm": password("alice")}}, nil)
+	if got := admin.call("POST", "/setup/api/step", map[string]any{"step": "tls", "values": map[string]string{"tls_mode": "acme", "acme_directory": "http://ca.lan/dir"}}, &apiErr); got != 400 || apiErr.Field != "acme_directory" {
+		t.Fatalf("ACME over http: HTTP %d %+v", got, apiErr)
+	}
+	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "tls", "values": map[string]string{"tls_mode": "box-ca"}}, nil)
 	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "federation", "values": map[string]bool{"federation": false}}, nil)
 
 	// A reload resumes: the state shows what is done (never the password).
 	var state map[string]any
 	admin.mustCall("GET", "/setup/api/state", nil, &state)
-	if state["claimed"] != true || fmt.Sprint(state["done"]) != "[server admin federation]" || state["have_password"] != true {
+	if state["claimed"] != true || fmt.Sprint(state["done"]) != "[server admin tls federation]" || state["have_password"] != true {
 		t.Fatalf("state after all steps: %v", state)
 	}
 	raw, _ := json.Marshal(state)

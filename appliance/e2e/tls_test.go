@@ -3,10 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -201,5 +206,112 @@ func TestTLSGateway(t *testing.T) {
 	})
 	if d.status().RootFingerprint != status.RootFingerprint {
 		t.Fatal("root changed across a restart")
+	}
+}
+
+// testCA makes an outside CA, as a company's own PKI would be, and a leaf for names.
+func testCA(t *testing.T, names ...string) (pool *x509.CertPool, chainPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Company Root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(20 * time.Hour),
+		DNSNames: names, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(leafKey)
+	pool = x509.NewCertPool()
+	pool.AddCert(caCert)
+	chainPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
+	return pool, chainPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// TestTLSModes switches the certificate source through the CLI: bad uploads and a broken
+// ACME CA are refused and leave the box serving as before; a good upload is served, also
+// after a restart; and the box CA comes back.
+func TestTLSModes(t *testing.T) {
+	dataDir := t.TempDir()
+	d := startDaemon(t, dataDir)
+	d.setup("box.lan")
+	boxPool, _ := boxRoot(t, dataDir)
+	servedBy := func(pool *x509.CertPool) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := (&tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "box.lan"}}).DialContext(ctx, "tcp", d.saddr)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	companyPool, chain, key := testCA(t, "box.lan")
+	_, _, otherKey := testCA(t, "box.lan")
+	_, wrongChain, wrongKey := testCA(t, "other.lan")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"mismatched key", []string{"tls", "upload", "--cert", write("chain.pem", chain), "--key", write("other.key", otherKey)}, "key"},
+		{"wrong name", []string{"tls", "upload", "--cert", write("wrong.pem", wrongChain), "--key", write("wrong.key", wrongKey)}, "box.lan"},
+		{"not PEM", []string{"tls", "upload", "--cert", write("junk.pem", []byte("hello")), "--key", write("junk.key", []byte("x"))}, "cert_pem"},
+		{"unreachable ACME CA", []string{"tls", "acme", "--directory", "https://127.0.0.1:1/directory", "--root", write("company.pem", chain)}, "nothing changed"},
+		{"ACME over http", []string{"tls", "acme", "--directory", "http://ca.lan/dir", "--root", write("company2.pem", chain)}, "https://"},
+	} {
+		_, errOut, code := d.cli("", tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, %q; want an error mentioning %q", tc.name, code, errOut, tc.want)
+		}
+		if err := servedBy(boxPool); err != nil {
+			t.Fatalf("after the refused %s the box CA no longer serves: %v", tc.name, err)
+		}
+	}
+	if st := d.status(); st.TLSMode != "box-ca" {
+		t.Fatalf("mode after refused changes: %q", st.TLSMode)
+	}
+
+	d.mustCLI("", "tls", "upload", "--cert", write("chain.pem", chain), "--key", write("good.key", key))
+	if err := servedBy(companyPool); err != nil {
+		t.Fatalf("uploaded certificate not served: %v", err)
+	}
+	if err := servedBy(boxPool); err == nil {
+		t.Fatal("still served by the box CA after the upload")
+	}
+	d.stop()
+	d.start()
+	waitFor(t, 60*time.Second, "the uploaded certificate after a restart", func() bool { return servedBy(companyPool) == nil })
+	if out := d.mustCLI("", "tls"); !strings.Contains(out, "upload") {
+		t.Fatalf("tls status after restart: %s", out)
+	}
+	d.mustCLI("", "tls", "box-ca")
+	if err := servedBy(boxPool); err != nil {
+		t.Fatalf("box CA not back: %v", err)
+	}
+	if root := d.mustCLI("", "tls", "root"); !strings.Contains(root, "BEGIN CERTIFICATE") {
+		t.Fatalf("tls root: %q", root)
+	}
+	if audit := d.mustCLI("", "audit"); strings.Count(audit, "tls.mode") != 2 {
+		t.Errorf("audit should hold the two accepted changes:\n%s", audit)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -30,6 +31,11 @@ type Request struct {
 	AdminUser     string `json:"admin_user"`
 	AdminPassword string `json:"admin_password"`
 	Federation    bool   `json:"federation"`
+	// TLSMode is "box-ca" (default, also when empty) or "acme" with the two ACME fields.
+	// An uploaded certificate is set up later in the console or CLI.
+	TLSMode       string `json:"tls_mode,omitempty"`
+	ACMEDirectory string `json:"acme_directory,omitempty"`
+	ACMERootPEM   string `json:"acme_root_pem,omitempty"`
 }
 
 // Homeserver is what setup needs from the supervisor.
@@ -84,9 +90,30 @@ func ValidateServerName(name string) error {
 	return nil
 }
 
+// ValidateTLS checks the certificate choice made at setup.
+func ValidateTLS(mode, directory, rootPEM string) error {
+	switch mode {
+	case "", "box-ca":
+		return nil
+	case "acme":
+		u, err := url.Parse(directory)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return &accounts.FieldError{Field: "acme_directory", Message: "give the ACME directory as an https:// URL, e.g. https://ca.lan/acme/acme/directory"}
+		}
+		if !strings.Contains(rootPEM, "BEGIN CERTIFICATE") {
+			return &accounts.FieldError{Field: "acme_root_pem", Message: "paste the root certificate (PEM) of the ACME CA"}
+		}
+		return nil
+	}
+	return &accounts.FieldError{Field: "tls_mode", Message: "choose box-ca or acme (an uploaded certificate is set up after setup)"}
+}
+
 // Validate checks a request without changing anything.
 func Validate(r Request) error {
 	if err := ValidateServerName(r.ServerName); err != nil {
+		return err
+	}
+	if err := ValidateTLS(r.TLSMode, r.ACMEDirectory, r.ACMERootPEM); err != nil {
 		return err
 	}
 	if err := accounts.ValidateUsername("admin_user", r.AdminUser, r.ServerName); err != nil {
@@ -164,6 +191,10 @@ func (s *Service) Complete(ctx context.Context, actor audit.Actor, r Request) (e
 	}
 	var done settings.Settings
 	if err := s.Store.UpdateTx(ctx, func(tx *sql.Tx, st *settings.Settings) error {
+		st.TLSMode, st.ACMEDirectory, st.ACMERootPEM = r.TLSMode, r.ACMEDirectory, r.ACMERootPEM
+		if st.TLSMode == "" {
+			st.TLSMode = "box-ca"
+		}
 		st.SetupComplete = true
 		st.SetupCompletedAt = time.Now().UTC()
 		done = *st

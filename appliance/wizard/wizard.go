@@ -59,6 +59,9 @@ type draft struct {
 	ServerName string `json:"server_name"`
 	AdminUser  string `json:"admin_user"`
 	Federation bool   `json:"federation"`
+	TLSMode    string `json:"tls_mode"`
+	ACMEDir    string `json:"acme_directory"`
+	ACMERoot   string `json:"-"`
 	password   string
 	done       map[string]bool
 }
@@ -109,6 +112,21 @@ var steps = []step{
 			return &accounts.FieldError{Field: "confirm", Message: "the two passwords differ; type the same password twice"}
 		}
 		d.AdminUser, d.password = in.AdminUser, in.AdminPassword
+		return nil
+	}},
+	{"tls", func(d *draft, raw json.RawMessage) error {
+		var in struct {
+			TLSMode       string `json:"tls_mode"`
+			ACMEDirectory string `json:"acme_directory"`
+			ACMERootPEM   string `json:"acme_root_pem"`
+		}
+		if err := decodeStrict(raw, &in); err != nil {
+			return err
+		}
+		if err := setup.ValidateTLS(in.TLSMode, strings.TrimSpace(in.ACMEDirectory), in.ACMERootPEM); err != nil {
+			return err
+		}
+		d.TLSMode, d.ACMEDir, d.ACMERoot = in.TLSMode, strings.TrimSpace(in.ACMEDirectory), in.ACMERootPEM
 		return nil
 	}},
 	{"federation", func(d *draft, raw json.RawMessage) error {
@@ -200,7 +218,9 @@ func (wz *Wizard) state(w http.ResponseWriter, r *http.Request) {
 			ServerName string `json:"server_name"`
 			AdminUser  string `json:"admin_user"`
 			Federation bool   `json:"federation"`
-		}{d.ServerName, d.AdminUser, d.Federation}
+			TLSMode    string `json:"tls_mode"`
+			ACMEDir    string `json:"acme_directory"`
+		}{d.ServerName, d.AdminUser, d.Federation, d.TLSMode, d.ACMEDir}
 		resp.HavePass = d.password != ""
 		for _, s := range steps {
 			if d.done[s.name] {
@@ -337,7 +357,8 @@ func (wz *Wizard) complete(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusBadRequest, adminapi.Error{Message: "enter the administrator's password again (it is never stored)", Field: "admin"})
 		return
 	}
-	req := setup.Request{ServerName: d.ServerName, AdminUser: d.AdminUser, AdminPassword: d.password, Federation: d.Federation}
+	req := setup.Request{ServerName: d.ServerName, AdminUser: d.AdminUser, AdminPassword: d.password, Federation: d.Federation,
+		TLSMode: d.TLSMode, ACMEDirectory: d.ACMEDir, ACMERootPEM: d.ACMERoot}
 	d.mu.Unlock()
 	// Setup outlives a browser that gives up waiting: it must end in the old or new state.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 3*time.Minute)

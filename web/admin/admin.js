@@ -37,7 +37,7 @@
   }
 
   const loaders = {
-    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, audit: loadAudit,
+    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, tls: loadTLS, audit: loadAudit,
   };
 
   function selectTab(name) {
@@ -150,6 +150,16 @@
     });
   }
 
+  async function loadTLS() {
+    await guard(null, async () => {
+      const t = await api('GET', '/admin/api/tls');
+      $('tls-mode').textContent = { 'box-ca': "the box's own authority", acme: 'ACME CA on the network', upload: 'uploaded certificate' }[t.mode] || 'not serving';
+      $('tls-fingerprint').textContent = t.root_fingerprint || '—';
+      $('tls-names').textContent = (t.names || []).join(', ');
+      $('tls-root').textContent = t.root_pem || '';
+    });
+  }
+
   async function loadAudit() {
     await guard($('audit-error'), async () => {
       const list = await api('GET', '/admin/api/audit');
@@ -228,6 +238,32 @@
       } catch (err) {
         if (err.status === 401) return signedOut();
         showError(fed, err);
+      }
+    });
+
+    const tlsForm = $('tls-form');
+    const showModeFields = () => {
+      const mode = tlsForm.querySelector('input[name=mode]:checked').value;
+      $('tls-acme').hidden = mode !== 'acme';
+      $('tls-upload').hidden = mode !== 'upload';
+    };
+    tlsForm.querySelectorAll('input[name=mode]').forEach((r) => r.addEventListener('change', showModeFields));
+    tlsForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(tlsForm);
+      $('tls-result').textContent = '';
+      const mode = tlsForm.querySelector('input[name=mode]:checked').value;
+      const body = { mode };
+      if (mode === 'acme') Object.assign(body, { acme_directory: $('acme_directory').value.trim(), acme_root_pem: $('acme_root_pem').value });
+      if (mode === 'upload') Object.assign(body, { cert_pem: $('cert_pem').value, key_pem: $('key_pem').value });
+      try {
+        const r = await busy(tlsForm, () => api('POST', '/admin/api/tls/mode', body));
+        $('tls-result').textContent = 'Switched.' + (r.warnings ? ' Warning: ' + r.warnings.join(' ') : '');
+        $('key_pem').value = '';
+        await loadTLS();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(tlsForm, err);
       }
     });
 

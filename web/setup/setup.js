@@ -2,7 +2,7 @@
 'use strict';
 
 (() => {
-  const order = ['claim', 'server', 'admin', 'federation', 'summary', 'done'];
+  const order = ['claim', 'server', 'admin', 'tls', 'federation', 'summary', 'done'];
   let state = null;
 
   function show(step) {
@@ -26,6 +26,7 @@
     document.getElementById('sum-server').textContent = d.server_name;
     document.getElementById('sum-admin').textContent = '@' + d.admin_user + ':' + d.server_name;
     document.getElementById('sum-federation').textContent = d.federation ? 'on' : 'off';
+    document.getElementById('sum-tls').textContent = d.tls_mode === 'acme' ? 'ACME CA at ' + d.acme_directory : "the box's own authority";
   }
 
   // resume picks the first step not answered yet.
@@ -36,6 +37,10 @@
     document.getElementById('server_name').value = d.server_name || state.suggestions[0] || '';
     document.getElementById('admin_user').value = d.admin_user || '';
     document.getElementById('federation').checked = !!d.federation;
+    const mode = d.tls_mode || 'box-ca';
+    document.querySelector('input[name=tls_mode][value="' + mode + '"]').checked = true;
+    document.getElementById('acme_directory').value = d.acme_directory || '';
+    showACME();
     updateExample();
     const done = new Set(state.done || []);
     for (const s of state.steps) {
@@ -73,12 +78,21 @@
         admin_password: document.getElementById('admin_password').value,
         confirm: document.getElementById('confirm').value,
       };
+      case 'tls': return {
+        tls_mode: document.querySelector('input[name=tls_mode]:checked').value,
+        acme_directory: document.getElementById('acme_directory').value.trim(),
+        acme_root_pem: document.getElementById('acme_root_pem').value,
+      };
       case 'federation': return { federation: document.getElementById('federation').checked };
     }
     return {};
   }
 
   function next(step) { return order[order.indexOf(step) + 1]; }
+
+  function showACME() {
+    document.getElementById('acme-fields').hidden = document.querySelector('input[name=tls_mode]:checked').value !== 'acme';
+  }
 
   async function submit(step, form) {
     outpost.clearErrors(form);
@@ -123,6 +137,7 @@
       if (back) back.addEventListener('click', () => show(order[order.indexOf(step) - 1]));
     });
     document.getElementById('server_name').addEventListener('input', updateExample);
+    document.querySelectorAll('input[name=tls_mode]').forEach((r) => r.addEventListener('change', showACME));
     const pw = document.getElementById('admin_password');
     pw.addEventListener('input', () => {
       const s = outpost.strength(pw.value);

@@ -62,6 +62,16 @@ test('setup wizard: wrong code refused, reload resumes, setup completes, wizard 
   await page.getByLabel('Password again').fill(ADMIN_PW);
   await shot(page, '04-wizard-admin');
   await page.locator('section[data-step=admin] button[type=submit]').click();
+  await page.getByRole('heading', { name: 'Certificates' }).waitFor();
+  // ACME needs an https directory: the box says so next to the field.
+  await page.getByLabel('An ACME certificate authority on this network').check();
+  await page.getByLabel('ACME directory URL').fill('http://ca.lan/directory');
+  await page.locator('section[data-step=tls] button[type=submit]').click();
+  await page.locator('#acme_directory-error').filter({ hasText: 'https://' }).waitFor();
+  await page.getByLabel("The box's own certificate authority").check();
+  assert.equal(await page.locator('#acme-fields').isHidden(), true);
+  await shot(page, '05a-wizard-certificates');
+  await page.locator('section[data-step=tls] button[type=submit]').click();
   await page.getByRole('heading', { name: 'Federation' }).waitFor();
   assert.equal(await page.getByLabel('Allow federation with other servers').isChecked(), false);
   await shot(page, '05-wizard-federation');
@@ -69,6 +79,7 @@ test('setup wizard: wrong code refused, reload resumes, setup completes, wizard 
   await page.getByRole('heading', { name: 'Check and finish' }).waitFor();
   assert.equal(await page.locator('#sum-admin').textContent(), '@alice:box.lan');
   assert.equal(await page.locator('#sum-federation').textContent(), 'off');
+  assert.equal(await page.locator('#sum-tls').textContent(), "the box's own authority");
   await shot(page, '06-wizard-summary');
   await page.getByRole('button', { name: 'Set up Outpost' }).click();
   await page.getByRole('heading', { name: 'Outpost is ready' }).waitFor({ timeout: 120000 });
@@ -183,6 +194,21 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await page.getByRole('tab', { name: 'Federation' }).click();
   await page.locator('#fed-state').filter({ hasText: 'off' }).waitFor();
   await shot(page, '18-console-federation');
+
+  // Certificates: the root's fingerprint as on the trust page; a bad change is explained
+  // and changes nothing.
+  await page.getByRole('tab', { name: 'Certificates' }).click();
+  await page.locator('#tls-mode').filter({ hasText: "the box's own authority" }).waitFor();
+  assert.match(await page.locator('#tls-fingerprint').textContent(), /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  await page.getByLabel('A certificate I upload').check();
+  await page.getByLabel('Certificate and chain (PEM)').fill('not a certificate');
+  await page.getByLabel('Private key (PEM)').fill('not a key');
+  await page.getByRole('button', { name: 'Switch' }).click();
+  await page.locator('#cert_pem-error').filter({ hasText: /certificate/i }).waitFor();
+  await shot(page, '18a-console-certificates');
+  await page.reload();
+  await page.getByRole('tab', { name: 'Certificates' }).click();
+  await page.locator('#tls-mode').filter({ hasText: "the box's own authority" }).waitFor();
   await ctx.close();
 
   // carol is not an admin: the console refuses her.
