@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/turn"
 )
 
 // SocketName is the admin socket's file name in the data directory.
@@ -31,6 +32,13 @@ type Status struct {
 	RootFingerprint  string            `json:"root_fingerprint,omitempty"`
 	Users            int               `json:"users"`
 	Rooms            int               `json:"rooms"`
+	TURN             *TURNStatus       `json:"turn,omitempty"`
+}
+
+// TURNStatus is the relay's configuration in force and its counters.
+type TURNStatus struct {
+	turn.Effective
+	Stats turn.Stats `json:"stats"`
 }
 
 // Versions of the running parts.

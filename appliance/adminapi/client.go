@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/turn"
 )
 
 // Client talks to a running outpostd through its admin socket.
@@ -127,6 +128,20 @@ func (c *Client) TLS(ctx context.Context) (boxtls.Status, error) {
 func (c *Client) SetTLSMode(ctx context.Context, req boxtls.ModeRequest) (TLSModeResponse, error) {
 	var out TLSModeResponse
 	err := c.call(ctx, http.MethodPost, "/v1/tls/mode", req, &out)
+	return out, err
+}
+
+// TURN reports the relay.
+func (c *Client) TURN(ctx context.Context) (TURNStatus, error) {
+	var out TURNStatus
+	err := c.call(ctx, http.MethodGet, "/v1/turn", nil, &out)
+	return out, err
+}
+
+// SetTURN changes the relay settings.
+func (c *Client) SetTURN(ctx context.Context, ts turn.Settings) (TURNStatus, error) {
+	var out TURNStatus
+	err := c.call(ctx, http.MethodPost, "/v1/turn", ts, &out)
 	return out, err
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
+	"github.com/outpost-im/outpost/appliance/turn"
 	"github.com/outpost-im/outpost/appliance/version"
 )
 
@@ -39,8 +40,16 @@ type TLS interface {
 	ChangeMode(ctx context.Context, store *settings.Store, actor audit.Actor, req boxtls.ModeRequest) ([]string, error)
 }
 
+// TURN is the relay service.
+type TURN interface {
+	Current() turn.Effective
+	Stats() turn.Stats
+}
+
 // Server answers the admin socket.
 type Server struct {
+	TURN    TURN
+	SetTURN func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
 	TLS       TLS
 	HTTPSURL  string
 	Store     *settings.Store
@@ -74,6 +83,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/invites/{id}/revoke", s.revokeInvite)
 	mux.HandleFunc("GET /v1/audit", s.audit)
 	mux.HandleFunc("GET /v1/tls", s.tlsStatus)
+	mux.HandleFunc("GET /v1/turn", s.turnStatus)
+	mux.HandleFunc("POST /v1/turn", s.turnSet)
 	mux.HandleFunc("POST /v1/tls/mode", s.tlsMode)
 	return mux
 }
@@ -100,6 +111,10 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		RootFingerprint:  s.TLS.Fingerprint(),
 	}
 	out.Versions.Dendrite = out.Homeserver.Version
+	if s.TURN != nil {
+		ts := TURNStatus{Effective: s.TURN.Current(), Stats: s.TURN.Stats()}
+		out.TURN = &ts
+	}
 	var fsst syscall.Statfs_t
 	if syscall.Statfs(s.DataDir, &fsst) == nil {
 		out.DiskFreeBytes = int64(fsst.Bavail) * fsst.Bsize
@@ -268,6 +283,22 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) turnStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, TURNStatus{Effective: s.TURN.Current(), Stats: s.TURN.Stats()})
+}
+
+func (s *Server) turnSet(w http.ResponseWriter, r *http.Request) {
+	var req turn.Settings
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	if err := s.SetTURN(r.Context(), cli, req); err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TURNStatus{Effective: s.TURN.Current(), Stats: s.TURN.Stats()})
 }
 
 func (s *Server) tlsStatus(w http.ResponseWriter, r *http.Request) {

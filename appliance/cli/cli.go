@@ -62,6 +62,9 @@ Commands:
   tls box-ca                            serve certificates from the box's own root (default)
   tls acme --directory URL --root FILE  get certificates from an ACME CA on the network
   tls upload --cert FILE --key FILE     serve an uploaded certificate (chain) and key (PEM)
+  turn [--json]                         show the TURN relay: addresses, limits, counters
+  turn set [--on|--off] [--relay-ip IP] [--ports MIN-MAX] [--allow PREFIX,...]
+                                        change the relay (empty values mean the defaults)
 
 Passwords are read from standard input (one line); on a terminal you are prompted.
 --one-time-password generates a password, prints it once, and stores it nowhere.
@@ -148,6 +151,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return auditCmd(ctx, c, cmdArgs, env)
 	case "tls":
 		return tlsCmd(ctx, c, cmdArgs, env)
+	case "turn":
+		return turnCmd(ctx, c, cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -509,6 +514,16 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 		fmt.Fprintf(w, "People:       %d active accounts, %d rooms\n", st.Users, st.Rooms)
 	}
 	fmt.Fprintf(w, "Gateway:      http://%s/\n", st.HTTPAddr)
+	if st.TURN != nil {
+		if st.TURN.Enabled {
+			fmt.Fprintf(w, "TURN:         on, relay %s ports %s; %d active allocations, %s relayed\n",
+				st.TURN.RelayIP, st.TURN.Ports, st.TURN.Stats.ActiveAllocations, bytesHuman(st.TURN.Stats.RelayedBytes))
+		} else if st.TURN.Problem != "" {
+			fmt.Fprintf(w, "TURN:         off: %s\n", st.TURN.Problem)
+		} else if st.SetupComplete {
+			fmt.Fprintf(w, "TURN:         off\n")
+		}
+	}
 	if st.TLSMode != "" {
 		fmt.Fprintf(w, "HTTPS:        %s (certificate: %s)\n", st.HTTPSURL, st.TLSMode)
 		fmt.Fprintf(w, "Root CA:      SHA-256 %s\n", st.RootFingerprint)
@@ -631,6 +646,79 @@ func tlsCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 	fmt.Fprintf(env.Stdout, "HTTPS now serves certificates from: %s\n", req.Mode)
 	for _, w := range resp.Warnings {
 		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
+	}
+	return nil
+}
+
+func turnCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) error {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("turn "+sub, flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	on := fs.Bool("on", false, "switch the relay on")
+	off := fs.Bool("off", false, "switch the relay off")
+	relayIP := fs.String("relay-ip", "\x00", "relay address handed to clients")
+	ports := fs.String("ports", "\x00", "relay port range MIN-MAX")
+	allow := fs.String("allow", "\x00", "comma-separated peer prefixes the relay may reach")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{fmt.Sprintf("turn: unexpected argument %q", pos[0])}
+	}
+	st, err := c.TURN(ctx)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "":
+	case "set":
+		ts := st.Settings
+		if *on && *off {
+			return usageError{"turn set: --on and --off exclude each other"}
+		}
+		if *on {
+			ts.Off = false
+		}
+		if *off {
+			ts.Off = true
+		}
+		// "\x00" marks a flag not given: keep the current value.
+		if *relayIP != "\x00" {
+			ts.RelayIP = *relayIP
+		}
+		if *ports != "\x00" {
+			ts.Ports = *ports
+		}
+		if *allow != "\x00" {
+			ts.AllowedPeers = *allow
+		}
+		if st, err = c.SetTURN(ctx, ts); err != nil {
+			return err
+		}
+	default:
+		return usageError{fmt.Sprintf("turn: unknown subcommand %q", sub)}
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, st)
+	}
+	w := env.Stdout
+	switch {
+	case st.Enabled:
+		fmt.Fprintf(w, "TURN:          on\nRelay address: %s\nRelay ports:   %s\n", st.RelayIP, st.Ports)
+		var allowed []string
+		for _, p := range st.Allowed {
+			allowed = append(allowed, p.String())
+		}
+		fmt.Fprintf(w, "Allowed peers: %s\nURIs:          %s\n", strings.Join(allowed, ", "), strings.Join(st.URIs, " "))
+		fmt.Fprintf(w, "Allocations:   %d active, %d total, %d refused\nRelayed:       %s (%s dropped over the bandwidth limit)\nDenied peers:  %d\nAuth failures: %d\n",
+			st.Stats.ActiveAllocations, st.Stats.TotalAllocations, st.Stats.RefusedAllocs,
+			bytesHuman(st.Stats.RelayedBytes), bytesHuman(st.Stats.DroppedBytes), st.Stats.DeniedPeers, st.Stats.AuthFailures)
+	case st.Problem != "":
+		fmt.Fprintf(w, "TURN: off: %s\n", st.Problem)
+	default:
+		fmt.Fprintln(w, "TURN: off")
 	}
 	return nil
 }

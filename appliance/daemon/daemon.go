@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
+	"github.com/outpost-im/outpost/appliance/turn"
 	"github.com/outpost-im/outpost/appliance/wizard"
 	"github.com/outpost-im/outpost/web"
 )
@@ -40,7 +42,9 @@ type Config struct {
 	DataDir   string
 	HTTPAddr  string
 	HTTPSAddr string
-	TURNAddr  string
+	// TURNAddr is TURN over UDP and TCP, TURNTLSAddr over TLS ("" = off).
+	TURNAddr    string
+	TURNTLSAddr string
 	// Dendrite is the path of the dendrite binary.
 	Dendrite string
 	Log      *slog.Logger
@@ -50,9 +54,6 @@ type Config struct {
 
 // Run serves until ctx ends, then shuts everything down in order.
 func Run(ctx context.Context, c Config) error {
-	if c.TURNAddr != "" {
-		return errors.New("-turn: this build has no TURN server yet. Leave -turn empty")
-	}
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -77,6 +78,19 @@ func Run(ctx context.Context, c Config) error {
 	httpsURL := ""             // set once the HTTPS listener exists
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
+	var boxTLS *boxtls.Service
+	turnSvc := &turn.Service{
+		UDPTCPAddr: c.TURNAddr,
+		TLSAddr:    c.TURNTLSAddr,
+		TLSConfig: func() *tls.Config {
+			if boxTLS == nil || c.HTTPSAddr == "" {
+				return nil
+			}
+			return boxTLS.TLSConfig()
+		},
+		Log: log.With("component", "turn"),
+	}
+	defer turnSvc.Close()
 	hsConfig := func(ctx context.Context) (homeserver.Config, error) {
 		st, err := store.Get(ctx)
 		if err != nil {
@@ -87,6 +101,11 @@ func Run(ctx context.Context, c Config) error {
 			ServerName:               st.ServerName,
 			Federation:               st.Federation,
 			RegistrationSharedSecret: st.RegistrationSharedSecret,
+			TURN: homeserver.TURN{
+				URIs:         turnSvc.URIsFor(st),
+				SharedSecret: st.TURNSharedSecret,
+				UserLifetime: turn.CredentialLifetime,
+			},
 		}, nil
 	}
 	sup := homeserver.NewSupervisor(c.Dendrite, homeserver.Config{Dir: hsDir}.SocketPath(), hsConfig, log.With("component", "homeserver"))
@@ -96,7 +115,7 @@ func Run(ctx context.Context, c Config) error {
 	publish := func(st settings.Settings) {
 		gw.SetState(gateway.State{SetupComplete: st.SetupComplete, ServerName: st.ServerName, Federation: st.Federation})
 	}
-	boxTLS, err := boxtls.New(dataDir, log.With("component", "tls"))
+	boxTLS, err = boxtls.New(dataDir, log.With("component", "tls"))
 	if err != nil {
 		return err
 	}
@@ -132,6 +151,7 @@ func Run(ctx context.Context, c Config) error {
 				log.Error("cannot retire the setup code", "err", err)
 			}
 			applyTLS(context.Background(), st)
+			turnSvc.Apply(st)
 			publish(st)
 			printReady(c.Console, httpsURL, boxTLS.Fingerprint())
 		},
@@ -202,6 +222,23 @@ func Run(ctx context.Context, c Config) error {
 		sup.Start(runCtx)
 		return nil
 	}
+	// TURN settings change the URIs Dendrite hands out: restart both.
+	setTURN := func(ctx context.Context, actor audit.Actor, ts turn.Settings) error {
+		if err := turn.Change(ctx, store, actor, ts); err != nil {
+			return err
+		}
+		st, err := store.Get(ctx)
+		if err != nil {
+			return err
+		}
+		eff := turnSvc.Apply(st)
+		log.Info("TURN settings changed; restarting the homeserver", "enabled", eff.Enabled, "problem", eff.Problem, "by", actor.String())
+		sup.Stop()
+		sup.Start(runCtx)
+		return nil
+	}
+	admin.TURN = turnSvc
+	admin.SetTURN = setTURN
 	static := web.Static()
 	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
 	con := console.New(console.Console{
@@ -257,6 +294,7 @@ func Run(ctx context.Context, c Config) error {
 
 	if st.SetupComplete {
 		applyTLS(ctx, st)
+		turnSvc.Apply(st)
 		sup.Start(ctx)
 		printReady(c.Console, httpsURL, boxTLS.Fingerprint())
 	} else {

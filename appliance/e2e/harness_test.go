@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
+	"github.com/outpost-im/outpost/appliance/turn"
 )
+
+type turnStats = turn.Stats
 
 // Binaries built once for the whole package.
 var bins struct {
@@ -67,6 +70,8 @@ type daemon struct {
 	dataDir string
 	addr    string // plain HTTP gateway
 	saddr   string // HTTPS gateway
+	// TURN over UDP+TCP and over TLS.
+	turnAddr, turnTLSAddr string
 	logPath string // outpostd's log (stderr)
 	conPath string // what it shows on the console (stdout)
 	cmd     *exec.Cmd
@@ -112,7 +117,11 @@ func (d *daemon) start() {
 	if hs == "" {
 		hs = dendriteBinary(t)
 	}
-	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-https", d.saddr, "-dendrite", hs, "-log-level", "debug")
+	if d.turnAddr == "" {
+		d.turnAddr, d.turnTLSAddr = freePort(t), freePort(t)
+	}
+	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-https", d.saddr,
+		"-turn", d.turnAddr, "-turn-tls", d.turnTLSAddr, "-dendrite", hs, "-log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = conf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -242,4 +251,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func (d *daemon) turnStats() turnStats {
+	d.t.Helper()
+	st := d.status()
+	if st.TURN == nil {
+		d.t.Fatal("no TURN in status")
+	}
+	return st.TURN.Stats
 }

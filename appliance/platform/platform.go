@@ -42,6 +42,22 @@ func DefaultHTTPSAddr() string {
 	return "127.0.0.1:8443"
 }
 
+// DefaultTURNAddr is where the TURN relay listens (UDP and TCP).
+func DefaultTURNAddr() string {
+	if OnGokrazy() {
+		return ":3478"
+	}
+	return "127.0.0.1:3478"
+}
+
+// DefaultTURNTLSAddr is where TURN over TLS listens.
+func DefaultTURNTLSAddr() string {
+	if OnGokrazy() {
+		return ":5349"
+	}
+	return "127.0.0.1:5349"
+}
+
 // DefaultDendrite finds the dendrite binary: beside our own executable (the image and
 // `make run` put it there), else on PATH.
 func DefaultDendrite() string {

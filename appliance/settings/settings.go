@@ -47,6 +47,12 @@ type Settings struct {
 	ACMEDirectory string
 	ACMERootPEM   string
 
+	// TURN relay settings; empty values mean the defaults (see package turn).
+	TURNOff          bool
+	TURNRelayIP      string
+	TURNPorts        string
+	TURNAllowedPeers string
+
 	// ServicePassword is the password of outpostd's own admin account on the homeserver
 	// (@_outpost), which performs admin actions Dendrite only offers to admin users.
 	ServicePassword string
@@ -70,6 +76,10 @@ func (s *Settings) fields() []field {
 		{"tls_mode", &s.TLSMode},
 		{"acme_directory", &s.ACMEDirectory},
 		{"acme_root_pem", &s.ACMERootPEM},
+		{"turn_off", &s.TURNOff},
+		{"turn_relay_ip", &s.TURNRelayIP},
+		{"turn_ports", &s.TURNPorts},
+		{"turn_allowed_peers", &s.TURNAllowedPeers},
 	}
 }
 

@@ -31,9 +31,12 @@ export async function startOutpost() {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-browser-'));
   const port = await freePort();
   const sport = await freePort();
+  const tport = await freePort();
+  const tlsport = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const log = openSync(join(artifacts, `outpostd-${port}.log`), 'w');
   const proc = spawn(join(bin, 'outpostd'), ['-data', dataDir, '-http', `127.0.0.1:${port}`, '-https', `127.0.0.1:${sport}`,
+    '-turn', `127.0.0.1:${tport}`, '-turn-tls', `127.0.0.1:${tlsport}`,
     '-dendrite', process.env.OUTPOST_DENDRITE || join(bin, 'dendrite'), '-log-level', 'debug'], { stdio: ['ignore', log, log] });
   let exited = false;
   proc.on('exit', () => { exited = true; });
