@@ -48,8 +48,8 @@ type TURN interface {
 
 // Server answers the admin socket.
 type Server struct {
-	TURN    TURN
-	SetTURN func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
+	TURN      TURN
+	SetTURN   func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
 	TLS       TLS
 	HTTPSURL  string
 	Store     *settings.Store

@@ -72,10 +72,10 @@ type daemon struct {
 	saddr   string // HTTPS gateway
 	// TURN over UDP+TCP and over TLS.
 	turnAddr, turnTLSAddr string
-	logPath string // outpostd's log (stderr)
-	conPath string // what it shows on the console (stdout)
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	logPath               string // outpostd's log (stderr)
+	conPath               string // what it shows on the console (stdout)
+	cmd                   *exec.Cmd
+	exited                chan struct{}
 	// dendrite overrides the homeserver binary (to make it fail on purpose).
 	dendrite string
 }
