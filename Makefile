@@ -13,7 +13,7 @@ HTTP      ?= 127.0.0.1:8080
 
 WEBTESTS  := web/tests
 
-.PHONY: all build run test test-go test-browser lint dendrite clean
+.PHONY: all build run test test-go test-browser lint dendrite clean bench-turn
 
 all: build
 
@@ -55,6 +55,11 @@ $(WEBTESTS)/node_modules/.installed: $(WEBTESTS)/package.json $(WEBTESTS)/packag
 test-browser: build $(WEBTESTS)/node_modules/.installed
 	@test -x /usr/bin/chromium || { echo "browser tests need Debian's chromium: apt-get install chromium"; exit 1; }
 	cd $(WEBTESTS) && OUTPOST_BIN=$(BIN) node --test --test-concurrency=1 --test-timeout=600000
+
+# TURN relay vs coturn, same client and load, alternating rounds (needs root and coturn).
+bench-turn:
+	$(GO) build -o $(BIN)/outpost-turnbench ./cmd/outpost-turnbench
+	$(BIN)/outpost-turnbench -sessions 40 -messages 1000 -size 1000 -rounds 3 -doc docs/turn-bench.md
 
 clean:
 	rm -rf $(BIN)
