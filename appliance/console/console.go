@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/invites"
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/settings"
+	"github.com/outpost-im/outpost/appliance/turn"
 	"github.com/outpost-im/outpost/appliance/websession"
 )
 
@@ -36,7 +37,10 @@ type Console struct {
 	// SetFederation switches federation and restarts the homeserver with the new setting.
 	SetFederation func(ctx context.Context, actor audit.Actor, on bool) error
 	// TLS manages the certificate source.
-	TLS          adminapi.TLS
+	TLS adminapi.TLS
+	// TURN is the relay; SetTURN changes its settings (and restarts what depends on them).
+	TURN         adminapi.TURN
+	SetTURN      func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
 	AdminAssets  fs.FS // web/admin
 	InviteAssets fs.FS // web/invite
 	Log          *slog.Logger
@@ -74,6 +78,8 @@ func New(c Console) *Console {
 	mux.HandleFunc("POST /admin/api/federation", c.admin(c.setFederation))
 	mux.HandleFunc("GET /admin/api/audit", c.admin(c.auditLog))
 	mux.HandleFunc("GET /admin/api/tls", c.admin(c.tlsStatus))
+	mux.HandleFunc("GET /admin/api/turn", c.admin(c.turnStatus))
+	mux.HandleFunc("POST /admin/api/turn", c.admin(c.turnSet))
 	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
 	mux.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such console call"})
@@ -363,6 +369,22 @@ func (c *Console) tlsMode(w http.ResponseWriter, r *http.Request, actor audit.Ac
 		return
 	}
 	adminapi.WriteJSON(w, http.StatusOK, adminapi.TLSModeResponse{Warnings: warnings})
+}
+
+func (c *Console) turnStatus(w http.ResponseWriter, r *http.Request, _ audit.Actor) {
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.TURNStatus{Effective: c.TURN.Current(), Stats: c.TURN.Stats()})
+}
+
+func (c *Console) turnSet(w http.ResponseWriter, r *http.Request, actor audit.Actor) {
+	var req turn.Settings
+	if !adminapi.ReadJSON(w, r, &req) {
+		return
+	}
+	if err := c.SetTURN(r.Context(), actor, req); err != nil {
+		adminapi.WriteError(w, err)
+		return
+	}
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.TURNStatus{Effective: c.TURN.Current(), Stats: c.TURN.Stats()})
 }
 
 // redeem is the public end of an invitation: a person with a valid code makes an account.

@@ -243,6 +243,7 @@ func Run(ctx context.Context, c Config) error {
 	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
 	con := console.New(console.Console{
 		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation, TLS: boxTLS,
+		TURN: turnSvc, SetTURN: setTURN,
 		AdminAssets: web.Admin(), InviteAssets: web.Invite(), Log: log.With("component", "console"),
 	})
 	gw = gateway.New(gateway.Options{

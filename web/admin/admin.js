@@ -37,7 +37,7 @@
   }
 
   const loaders = {
-    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, tls: loadTLS, audit: loadAudit,
+    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, calls: loadCalls, tls: loadTLS, audit: loadAudit,
   };
 
   function selectTab(name) {
@@ -150,6 +150,29 @@
     });
   }
 
+  async function loadCalls() {
+    await guard($('turn-problem'), async () => {
+      const t = await api('GET', '/admin/api/turn');
+      const st = t.stats || {};
+      const items = [
+        ['Relay', t.enabled ? 'on' : 'off'],
+        ['Address', t.relay_ip || '—'],
+        ['Ports', t.ports || '—'],
+        ['Allowed networks', (t.allowed_peers || []).join(', ') || '—'],
+        ['Active relays', st.active_allocations || 0],
+        ['Relayed', fmtBytes(st.relayed_bytes || 0)],
+        ['Refused peers', st.denied_peers || 0],
+      ];
+      $('turn-stats').replaceChildren(...items.map(([k, v]) => el('div', {}, k, el('b', {}, String(v)))));
+      $('turn-problem').textContent = t.problem || '';
+      const s = t.settings || {};
+      $('turn-on').checked = !s.off;
+      $('relay_ip').value = s.relay_ip || '';
+      $('ports').value = s.ports || '';
+      $('allowed_peers').value = s.allowed_peers || '';
+    });
+  }
+
   async function loadTLS() {
     await guard(null, async () => {
       const t = await api('GET', '/admin/api/tls');
@@ -238,6 +261,24 @@
       } catch (err) {
         if (err.status === 401) return signedOut();
         showError(fed, err);
+      }
+    });
+
+    const turnForm = $('turn-form');
+    turnForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(turnForm);
+      $('turn-result').textContent = '';
+      try {
+        await busy(turnForm, () => api('POST', '/admin/api/turn', {
+          off: !$('turn-on').checked, relay_ip: $('relay_ip').value.trim(),
+          ports: $('ports').value.trim(), allowed_peers: $('allowed_peers').value.trim(),
+        }));
+        $('turn-result').textContent = 'Saved; the relay and the chat server restarted with the new settings.';
+        await loadCalls();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(turnForm, err);
       }
     });
 

@@ -209,6 +209,15 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   await page.reload();
   await page.getByRole('tab', { name: 'Certificates' }).click();
   await page.locator('#tls-mode').filter({ hasText: "the box's own authority" }).waitFor();
+
+  // Calls: the relay is on; a bad port range is explained next to the field.
+  await page.getByRole('tab', { name: 'Calls' }).click();
+  await page.locator('#turn-stats').filter({ hasText: 'Relay' }).waitFor();
+  assert.equal(await page.getByLabel('Relay switched on').isChecked(), true);
+  await page.getByLabel('Relay ports (empty: 49160-49359)').fill('10-20');
+  await page.locator('#turn-form button[type=submit]').click();
+  await page.locator('#ports-error').filter({ hasText: 'at least 10 ports' }).waitFor();
+  await shot(page, '18b-console-calls');
   await ctx.close();
 
   // carol is not an admin: the console refuses her.
