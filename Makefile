@@ -12,14 +12,36 @@ DATA      ?= $(CURDIR)/var
 HTTP      ?= 127.0.0.1:8080
 
 WEBTESTS  := web/tests
+ELEMENT   := web/element
+# Element is rebuilt only when its sources, pins or patches change (a build takes ~1 minute).
+ELEMENT_SRC := $(shell find $(ELEMENT)/src $(ELEMENT)/patches -type f 2>/dev/null) \
+	$(ELEMENT)/index.html $(ELEMENT)/build.mjs $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
 
-.PHONY: all build run test test-go test-browser lint dendrite clean bench-turn
+.PHONY: all build run test test-go test-browser test-element-cves web lint dendrite clean bench-turn
 
 all: build
 
 build: $(BIN)/outpostd $(BIN)/outpost $(BIN)/dendrite
 
-# Our binaries are cheap to rebuild (Go's cache decides), so always ask go.
+# Element Web from the npm registry, compiled by our shell (web/element/build.mjs) into
+# web/element/dist, which outpostd embeds. Without it, / explains how to build Element.
+$(ELEMENT)/node_modules/.installed: $(ELEMENT)/package.json $(ELEMENT)/package-lock.json $(wildcard $(ELEMENT)/patches/*.patch)
+	cd $(ELEMENT) && npm ci --no-audit --no-fund
+	touch $@
+
+$(ELEMENT)/dist/.built: $(ELEMENT)/node_modules/.installed $(ELEMENT_SRC)
+	cd $(ELEMENT) && node build.mjs
+	touch $@
+
+web: $(ELEMENT)/dist/.built
+
+# Tests of the security patches applied to the Element SDKs.
+test-element-cves: $(ELEMENT)/node_modules/.installed
+	cd $(ELEMENT) && node --test test/
+
+# Our binaries are cheap to rebuild (Go's cache decides), so always ask go. outpostd embeds
+# the Element build.
+$(BIN)/outpostd: $(ELEMENT)/dist/.built
 $(BIN)/outpostd $(BIN)/outpost: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(notdir $@)
 
@@ -40,9 +62,9 @@ lint:
 	$(GO) vet ./...
 
 # Every test tier. Integration tests get the real dendrite and must not skip.
-test: lint test-go test-browser
+test: lint test-element-cves test-go test-browser
 
-test-go: $(BIN)/dendrite
+test-go: $(BIN)/dendrite $(ELEMENT)/dist/.built
 	OUTPOST_DENDRITE=$(BIN)/dendrite OUTPOST_REQUIRE_DENDRITE=1 \
 		$(GO) test -count=1 -timeout 40m ./...
 

@@ -80,7 +80,7 @@ func New(o Options) *Gateway {
 		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
 	}
 	if o.Static != nil {
-		g.static = staticHandler(o.Static)
+		g.static = staticHandler(o.Static, g.current)
 	} else {
 		g.static = http.NotFoundHandler()
 	}
