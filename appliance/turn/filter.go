@@ -32,6 +32,11 @@ type Filter struct {
 	// Own are the box's own addresses: relaying to them would expose the admin socket's
 	// neighbours (gateway, homeserver, gokrazy's UI) to anyone with TURN credentials.
 	Own []netip.Addr
+	// Relay is the relay address itself. Two clients that both relay (the usual case when
+	// both sit behind firewalls) send to each other's relay address, which is the box's;
+	// that one address is allowed, and relayConn only lets datagrams reach the relay port
+	// range on it, never another service of the box.
+	Relay netip.Addr
 }
 
 // Permit reports whether relaying to ip is allowed.
@@ -44,6 +49,9 @@ func (f Filter) Permit(ip net.IP) bool {
 	addr = addr.Unmap()
 	if !addr.IsValid() || addr.Zone() != "" {
 		return false
+	}
+	if f.Relay.IsValid() && addr == f.Relay.Unmap() {
+		return true
 	}
 	for _, p := range deniedRanges {
 		if p.Contains(addr) {

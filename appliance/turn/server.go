@@ -306,6 +306,12 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo sends to a peer (from the client).
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if ua, ok := addr.(*net.UDPAddr); ok && ua.IP.Equal(c.s.cfg.RelayIP) &&
+		(ua.Port < int(c.s.cfg.MinPort) || ua.Port > int(c.s.cfg.MaxPort)) {
+		// The relay address is a permitted peer only as another relay.
+		c.s.denied.Add(1)
+		return len(p), nil
+	}
 	if !c.out.AllowN(time.Now(), len(p)) {
 		c.s.dropped.Add(int64(len(p)))
 		return len(p), nil

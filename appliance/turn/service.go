@@ -190,14 +190,12 @@ func (svc *Service) Apply(st settings.Settings) Effective {
 			own = append(own, a.Unmap())
 		}
 	}
-	if a, ok := netip.AddrFromSlice(r.relay); ok {
-		own = append(own, a.Unmap())
-	}
+	relayAddr, _ := netip.AddrFromSlice(r.relay)
 	srv, err := Start(Config{
 		Realm: st.ServerName, Secret: st.TURNSharedSecret,
 		UDPAddr: svc.UDPTCPAddr, TCPAddr: svc.UDPTCPAddr, TLSAddr: tlsAddr, TLSConfig: tlsCfg,
 		RelayIP: r.relay, MinPort: r.min, MaxPort: r.max,
-		Filter: Filter{Allowed: r.allowed, Own: own},
+		Filter: Filter{Allowed: r.allowed, Own: own, Relay: relayAddr.Unmap()},
 		Log:    svc.Log,
 	})
 	if err != nil {

@@ -143,6 +143,12 @@ func TestFilter(t *testing.T) {
 			t.Errorf("Permit(%s) = %v, want %v", tc.ip, got, tc.ok)
 		}
 	}
+	// The relay address is a peer (relay to relay), even on loopback; the port check in
+	// relayConn keeps it to relay ports.
+	rf := Filter{Relay: netip.MustParseAddr("127.0.0.1"), Own: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}
+	if !rf.Permit(net.ParseIP("127.0.0.1")) || !rf.Permit(net.ParseIP("::ffff:127.0.0.1")) || rf.Permit(net.ParseIP("127.0.0.2")) {
+		t.Error("relay-to-relay filter")
+	}
 	// Only the allowed prefixes: a LAN filter refuses the internet.
 	lan := Filter{Allowed: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}}
 	if lan.Permit(net.ParseIP("8.8.8.8")) || !lan.Permit(net.ParseIP("192.168.1.9")) {
@@ -182,6 +188,8 @@ func TestAllocationLimits(t *testing.T) {
 func TestRelayBandwidthLimit(t *testing.T) {
 	s := startTest(t, nil)
 	s.cfg.BytesPerSecond = 10000
+	// The sink below stands for a LAN peer, not the relay address (which only takes relay ports).
+	s.cfg.RelayIP = net.ParseIP("127.0.0.2")
 	gen := &relayGen{inner: &pion.RelayAddressGeneratorPortRange{RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1", MinPort: 41000, MaxPort: 41999}, s: s}
 	if err := gen.Validate(); err != nil {
 		t.Fatal(err)
@@ -210,5 +218,44 @@ func TestRelayBandwidthLimit(t *testing.T) {
 	pc.Close()
 	if got := s.Stats().ActiveAllocations; got != 0 {
 		t.Fatalf("active after close %d (double close must release once)", got)
+	}
+}
+
+func TestRelayToOwnAddressOnlyWithinRelayPorts(t *testing.T) {
+	s := startTest(t, nil)
+	gen := &relayGen{inner: &pion.RelayAddressGeneratorPortRange{RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1", MinPort: 40000, MaxPort: 40999}, s: s}
+	if err := gen.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := gen.AllocatePacketConn("udp4", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, bAddr, err := gen.AllocatePacketConn("udp4", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Another relay: delivered.
+	if _, err := a.WriteTo([]byte("hello"), bAddr); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 100)
+	if n, _, err := b.ReadFrom(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("relay to relay: %q %v", buf[:n], err)
+	}
+	// A service of the box on the same address: dropped.
+	svc, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	defer svc.Close()
+	before := s.Stats().DeniedPeers
+	a.WriteTo([]byte("probe"), svc.LocalAddr())
+	svc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, _, err := svc.ReadFrom(buf); err == nil {
+		t.Fatal("relay reached a box service outside the relay ports")
+	}
+	if s.Stats().DeniedPeers != before+1 {
+		t.Fatal("drop not counted")
 	}
 }
