@@ -17,6 +17,7 @@ ELEMENT   := web/element
 ELEMENT_SRC := $(shell find $(ELEMENT)/src $(ELEMENT)/patches -type f 2>/dev/null) \
 	$(ELEMENT)/index.html $(ELEMENT)/build.mjs $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
 
+.PHONY: bench load
 .PHONY: all build run test test-go test-browser test-element-cves web lint dendrite clean bench-turn
 
 all: build
@@ -77,6 +78,26 @@ $(WEBTESTS)/node_modules/.installed: $(WEBTESTS)/package.json $(WEBTESTS)/packag
 test-browser: build $(WEBTESTS)/node_modules/.installed
 	@test -x /usr/bin/chromium || { echo "browser tests need Debian's chromium: apt-get install chromium"; exit 1; }
 	cd $(WEBTESTS) && OUTPOST_BIN=$(BIN) node --test --test-concurrency=1 --test-timeout=600000
+
+# Load benchmarks are not part of make test (they take ~15 min and measure wall-clock time);
+# test-go smoke-tests the harness. Report: docs/benchmarks.md (between its markers); full
+# JSON and CPU profile: test-artifacts/bench/.
+BENCH_LEVELS ?= 2:30s,20:30s,100:20s,20:30s@8
+BENCH_ROUNDS ?= 2
+
+$(BIN)/dendrite-generate-config: firmware/dendrite/go.mod firmware/dendrite/go.sum
+	cd firmware/dendrite && $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/element-hq/dendrite/cmd/generate-config
+
+$(BIN)/outpost-load $(BIN)/outpost-bench: FORCE
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(notdir $@)
+
+bench: build $(BIN)/dendrite-generate-config $(BIN)/outpost-bench
+	$(BIN)/outpost-bench -bin $(BIN) -go $(GO) -levels $(BENCH_LEVELS) -rounds $(BENCH_ROUNDS) \
+		-direct-users 20 -out docs/benchmarks.md -json test-artifacts/bench/bench.json \
+		-profile-dir test-artifacts/bench -command "make bench"
+
+load: build $(BIN)/outpost-load
+	$(BIN)/outpost-load -start outpost -bin $(BIN) -users $(or $(USERS),20)
 
 # TURN relay vs coturn, same client and load, alternating rounds (needs root and coturn).
 bench-turn:

@@ -118,6 +118,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	g.mux.ServeHTTP(rw, r)
+	if !g.log.Enabled(r.Context(), slog.LevelDebug) {
+		return // redacting costs three regexps per request; skip it when nobody reads the line
+	}
 	g.log.Debug("access",
 		"peer", PeerIP(r),
 		"method", r.Method,

@@ -1,0 +1,26 @@
+package homeserver
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestDendriteEnv(t *testing.T) {
+	base := []string{"PATH=/usr/bin", "HOME=/root"}
+	env := dendriteEnv(base, "/perm/outpost/homeserver")
+	// The last HOME wins in exec; it must be the homeserver directory.
+	if i := slices.Index(env, "HOME=/perm/outpost/homeserver"); i < slices.Index(env, "HOME=/root") {
+		t.Errorf("HOME not overridden: %v", env)
+	}
+	if !slices.Contains(env, "GOGC=50") {
+		t.Errorf("no GC default: %v", env)
+	}
+	if len(base) != 2 || base[1] != "HOME=/root" {
+		t.Errorf("base environment modified: %v", base)
+	}
+	// An operator's (or a benchmark's) setting wins.
+	env = dendriteEnv([]string{"GOGC=200"}, "/d")
+	if slices.Contains(env, "GOGC=50") || !slices.Contains(env, "GOGC=200") {
+		t.Errorf("explicit GOGC overridden: %v", env)
+	}
+}
