@@ -1,34 +1,43 @@
+// Why the big dependencies are here (exact versions; the proxy here refuses version lists):
+//   modernc.org/sqlite            settings store and reads of Dendrite's SQLite files, pure Go
+//   gomatrixserverlib             Matrix server-name grammar, the homeserver's own library
+//   caddyserver/certmagic         certificate storage, issuance and renewal (box CA, ACME, upload)
+//   pion/turn/v2                  the embedded TURN relay for calls
+//   mattn/go-isatty, x/term       CLI prompts on a terminal, plain lines otherwise
+//   x/time/rate                   per-allocation TURN bandwidth limits
+// Dendrite itself is pinned in firmware/dendrite/go.mod, a module of its own.
 module github.com/outpost-im/outpost
 
 go 1.26
 
 require (
+	github.com/caddyserver/certmagic v0.25.0
 	github.com/matrix-org/gomatrixserverlib v0.0.0-20250815065806-6697d93cbcba
 	github.com/mattn/go-isatty v0.0.20
+	github.com/mholt/acmez/v3 v3.1.3
+	github.com/miekg/dns v1.1.68
+	github.com/pion/logging v0.2.2
+	github.com/pion/turn/v2 v2.1.6
+	go.uber.org/zap v1.27.0
 	golang.org/x/term v0.35.0
+	golang.org/x/time v0.12.0
 	modernc.org/sqlite v1.40.1
 )
 
 require (
-	github.com/caddyserver/certmagic v0.25.0 // indirect
 	github.com/caddyserver/zerossl v0.1.3 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/cpuid/v2 v2.3.0 // indirect
 	github.com/libdns/libdns v1.1.1 // indirect
-	github.com/mholt/acmez/v3 v3.1.3 // indirect
-	github.com/miekg/dns v1.1.68 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
 	github.com/pion/dtls/v2 v2.2.7 // indirect
-	github.com/pion/logging v0.2.2 // indirect
 	github.com/pion/randutil v0.1.0 // indirect
 	github.com/pion/stun v0.6.1 // indirect
 	github.com/pion/transport/v2 v2.2.1 // indirect
-	github.com/pion/turn/v2 v2.1.6 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/zeebo/blake3 v0.2.4 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.uber.org/zap v1.27.0 // indirect
 	go.uber.org/zap/exp v0.3.0 // indirect
 	golang.org/x/crypto v0.41.0 // indirect
 	golang.org/x/exp v0.0.0-20250620022241-b7579e27df2b // indirect
@@ -37,7 +46,6 @@ require (
 	golang.org/x/sync v0.16.0 // indirect
 	golang.org/x/sys v0.36.0 // indirect
 	golang.org/x/text v0.28.0 // indirect
-	golang.org/x/time v0.12.0 // indirect
 	golang.org/x/tools v0.36.0 // indirect
 	modernc.org/libc v1.66.10 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
