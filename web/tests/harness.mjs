@@ -11,7 +11,8 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, '..', '..');
-const bin = process.env.OUTPOST_BIN || join(repo, 'bin');
+// Absolute: outpostd runs dendrite from its own working directory.
+const bin = process.env.OUTPOST_BIN ? resolve(process.env.OUTPOST_BIN) : join(repo, 'bin');
 export const artifacts = process.env.OUTPOST_ARTIFACTS || join(repo, 'test-artifacts', 'browser');
 mkdirSync(artifacts, { recursive: true });
 
@@ -70,7 +71,8 @@ export async function startOutpost() {
 // launch starts headless Chromium with networking limited to what the test serves. With
 // trustRoot, the box's root CA is installed in the browser's own NSS trust store first (a
 // fresh HOME), exactly as a person installs /ca.crt; names in mapHosts resolve to 127.0.0.1.
-export async function launch({ trustRoot, mapHosts = [] } = {}) {
+// extraArgs are appended to Chromium's command line (fake media devices for calls, say).
+export async function launch({ trustRoot, mapHosts = [], extraArgs = [] } = {}) {
   const home = mkdtempSync(join(tmpdir(), 'outpost-chromium-home-'));
   if (trustRoot) {
     const db = join(home, '.pki', 'nssdb');
@@ -83,6 +85,7 @@ export async function launch({ trustRoot, mapHosts = [] } = {}) {
   const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
   if (mapHosts.length) args.push('--host-resolver-rules=' + mapHosts.map((h) => `MAP ${h} 127.0.0.1`).join(','));
+  args.push(...extraArgs);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args,
