@@ -5,12 +5,10 @@
 // from getStats(), and the relay's own counters from `outpost turn --json`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync, appendFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { startOutpost, launch, artifacts, repo } from './harness.mjs';
+import { join } from 'node:path';
+import { startOutpost, launch, artifacts } from './harness.mjs';
 
-const bin = process.env.OUTPOST_BIN ? resolve(process.env.OUTPOST_BIN) : join(repo, 'bin');
 const ALICE_PW = 'alice correct horse battery';
 const BOB_PW = 'bob staple orbit lantern';
 const ROOM = 'Outpost radio check';
@@ -19,30 +17,17 @@ let browser;
 const outside = []; // requests that tried to leave the box
 const consoleLog = join(artifacts, 'call-console.log');
 
-function cli(args, input) {
-  return execFileSync(join(bin, 'outpost'), ['-data', box.dataDir, ...args], { input, encoding: 'utf8' });
-}
 
-async function waitHealthy() {
-  for (let i = 0; i < 600; i++) {
-    try {
-      const r = await (await fetch(box.base + '/healthz')).json();
-      if (r.homeserver === 'running') return;
-    } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('homeserver did not become healthy');
-}
 
 before(async () => {
   box = await startOutpost();
-  cli(['setup', '--server-name', 'box.lan', '--admin', 'alice', '--password-stdin'], ALICE_PW + '\n');
-  await waitHealthy();
-  cli(['users', 'add', 'bob', '--password-stdin'], BOB_PW + '\n');
+  box.cli(['setup', '--server-name', 'box.lan', '--admin', 'alice', '--password-stdin'], ALICE_PW + '\n');
+  await box.waitHealthy();
+  box.cli(['users', 'add', 'bob', '--password-stdin'], BOB_PW + '\n');
   // Relays on loopback: the only network a test may use. Peers at the relay address are
   // allowed only within the relay port range, i.e. relay to relay.
-  cli(['turn', 'set', '--relay-ip', '127.0.0.1', '--allow', '127.0.0.1/32']);
-  await waitHealthy();
+  box.cli(['turn', 'set', '--relay-ip', '127.0.0.1', '--allow', '127.0.0.1/32']);
+  await box.waitHealthy();
   browser = await launch({ trustRoot: box.rootPEM(), extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] });
   writeFileSync(consoleLog, '');
 });
@@ -147,7 +132,7 @@ function callState(p) {
 }
 
 function turnStatus() {
-  return JSON.parse(cli(['turn', '--json']));
+  return JSON.parse(box.cli(['turn', '--json']));
 }
 
 let alice;

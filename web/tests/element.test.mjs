@@ -4,13 +4,11 @@
 // recorded, and fails the test: the box must work with no internet at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync, appendFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { startOutpost, launch, artifacts, repo } from './harness.mjs';
+import { startOutpost, launch, artifacts } from './harness.mjs';
 
-const bin = process.env.OUTPOST_BIN ? resolve(process.env.OUTPOST_BIN) : join(repo, 'bin');
 const ALICE_PW = 'alice correct horse battery';
 const BOB_PW = 'bob staple orbit lantern';
 let box;
@@ -18,26 +16,13 @@ let browser;
 const outside = []; // requests that tried to leave the box
 const consoleLog = join(artifacts, 'element-console.log');
 
-function cli(args, input) {
-  return execFileSync(join(bin, 'outpost'), ['-data', box.dataDir, ...args], { input, encoding: 'utf8' });
-}
 
-async function waitHealthy() {
-  for (let i = 0; i < 600; i++) {
-    try {
-      const r = await (await fetch(box.base + '/healthz')).json();
-      if (r.homeserver === 'running') return;
-    } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('homeserver did not become healthy');
-}
 
 before(async () => {
   box = await startOutpost();
-  cli(['setup', '--server-name', 'box.lan', '--admin', 'alice', '--password-stdin'], ALICE_PW + '\n');
-  await waitHealthy();
-  cli(['users', 'add', 'bob', '--password-stdin'], BOB_PW + '\n');
+  box.cli(['setup', '--server-name', 'box.lan', '--admin', 'alice', '--password-stdin'], ALICE_PW + '\n');
+  await box.waitHealthy();
+  box.cli(['users', 'add', 'bob', '--password-stdin'], BOB_PW + '\n');
   browser = await launch({ trustRoot: box.rootPEM() });
   writeFileSync(consoleLog, '');
 });

@@ -58,6 +58,19 @@ export async function startOutpost() {
     claimCode: () => readFileSync(join(dataDir, 'claim-code'), 'utf8').trim(),
     // rootPEM is the box's root CA, created at setup.
     rootPEM: () => readFileSync(join(dataDir, 'tls', 'ca', 'root.crt'), 'utf8'),
+    // cli runs the outpost CLI against this box (stdin from input).
+    cli: (args, input) => execFileSync(join(bin, 'outpost'), ['-data', dataDir, ...args], { input, encoding: 'utf8' }),
+    // waitHealthy resolves once the homeserver answers (after setup).
+    async waitHealthy() {
+      for (let i = 0; i < 600; i++) {
+        try {
+          const r = await (await fetch(base + '/healthz')).json();
+          if (r.homeserver === 'running') return;
+        } catch { /* starting */ }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('homeserver did not become healthy');
+    },
     async stop() {
       if (!exited) {
         proc.kill('SIGTERM');
