@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
+	"github.com/outpost-im/outpost/appliance/testenv"
 	"github.com/outpost-im/outpost/appliance/turn"
 )
 
@@ -47,22 +48,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// dendriteBinary is the real dendrite, built by `make` and passed in OUTPOST_DENDRITE.
-// Inside `make test` (OUTPOST_REQUIRE_DENDRITE=1) its absence is a failure, never a skip.
-func dendriteBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("OUTPOST_DENDRITE")
-	if p == "" {
-		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
-			t.Fatal("OUTPOST_DENDRITE is not set but OUTPOST_REQUIRE_DENDRITE is: the Makefile must build dendrite first")
-		}
-		t.Skip("needs the real dendrite binary: run `make test` (or set OUTPOST_DENDRITE=/path/to/dendrite)")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("OUTPOST_DENDRITE=%s: %v", p, err)
-	}
-	return p
-}
+// dendriteBinary is the real dendrite (see testenv).
+func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
 
 // daemon is one running outpostd.
 type daemon struct {

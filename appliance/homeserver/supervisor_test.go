@@ -8,19 +8,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-im/outpost/appliance/testenv"
 )
 
-func dendriteBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("OUTPOST_DENDRITE")
-	if p == "" {
-		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
-			t.Fatal("OUTPOST_REQUIRE_DENDRITE is set but OUTPOST_DENDRITE is not")
-		}
-		t.Skip("needs the real dendrite binary: run `make test` or set OUTPOST_DENDRITE")
-	}
-	return p
-}
+// dendriteBinary is the real dendrite (see testenv).
+func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
 
 func newTestSupervisor(t *testing.T) (*Supervisor, Config) {
 	t.Helper()

@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/outpost-im/outpost/appliance/homeserver"
 )
 
 // Target is a homeserver to put load on, and how to reach and populate it.
@@ -75,17 +77,8 @@ func newTransport(t Target, users int) *http.Transport {
 	return tr
 }
 
-// MatrixError is a non-200 answer.
-type MatrixError struct {
-	Status       int    `json:"-"`
-	ErrCode      string `json:"errcode"`
-	Message      string `json:"error"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
-}
-
-func (e *MatrixError) Error() string {
-	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.ErrCode, e.Message)
-}
+// MatrixError is a non-200 answer (the homeserver package's type).
+type MatrixError = homeserver.MatrixError
 
 // errKind condenses an error into a short label for the error counters.
 func errKind(op string, err error) string {

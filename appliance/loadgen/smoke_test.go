@@ -10,32 +10,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-im/outpost/appliance/testenv"
 )
 
 // The smoke tests run the load generator and a miniature bench against a real outpostd and
 // dendrite for a few seconds, so `make test` keeps the harness working. They check that
 // things were measured and nothing was lost, never how fast anything was.
 
-// dendriteBinary is the real dendrite, built by `make` and passed in OUTPOST_DENDRITE.
-// Inside `make test` (OUTPOST_REQUIRE_DENDRITE=1) its absence is a failure, never a skip.
-func dendriteBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("OUTPOST_DENDRITE")
-	if p == "" {
-		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
-			t.Fatal("OUTPOST_DENDRITE is not set but OUTPOST_REQUIRE_DENDRITE is: the Makefile must build dendrite first")
-		}
-		t.Skip("needs the real dendrite binary: run `make test` (or set OUTPOST_DENDRITE=/path/to/dendrite)")
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		t.Fatalf("OUTPOST_DENDRITE=%s: %v", p, err)
-	}
-	return abs
-}
+// dendriteBinary is the real dendrite (see testenv).
+func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
 
 var built struct {
 	once sync.Once

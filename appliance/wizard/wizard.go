@@ -169,7 +169,7 @@ func (wz *Wizard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !api {
 		w.Header().Set("Cache-Control", "no-store")
-		setSecurityHeaders(w)
+		gateway.SetPageHeaders(w)
 		wz.files.ServeHTTP(w, r)
 		return
 	}
@@ -185,14 +185,6 @@ func (wz *Wizard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such setup call"})
 	}
-}
-
-func setSecurityHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
 }
 
 type stateResponse struct {

@@ -1,0 +1,31 @@
+// Package testenv hands tests the real parts they drive (the dendrite binary built by
+// `make`), the same way in every package.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// DendriteBinary is the real dendrite, built by `make` and passed in OUTPOST_DENDRITE, as an
+// absolute path. Inside `make test` (OUTPOST_REQUIRE_DENDRITE=1) its absence is a failure,
+// never a skip.
+func DendriteBinary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("OUTPOST_DENDRITE")
+	if p == "" {
+		if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
+			t.Fatal("OUTPOST_DENDRITE is not set but OUTPOST_REQUIRE_DENDRITE is: the Makefile must build dendrite first")
+		}
+		t.Skip("needs the real dendrite binary: run `make test` (or set OUTPOST_DENDRITE=/path/to/dendrite)")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Fatalf("OUTPOST_DENDRITE=%s: %v", p, err)
+	}
+	return abs
+}
