@@ -29,3 +29,21 @@ func DendriteBinary(t testing.TB) string {
 	}
 	return abs
 }
+
+// Tool returns the absolute path of a real program a test drives (smbd, sshd, rclone, age...).
+// Inside `make test` its absence is a failure that names the Debian package; in a plain
+// `go test` it is a skip.
+func Tool(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	for _, dir := range append(filepath.SplitList(os.Getenv("PATH")), "/usr/sbin", "/usr/bin", "/sbin") {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
+		t.Fatalf("%s not found: apt-get install %s (.ci/run installs it)", name, debianPackage)
+	}
+	t.Skipf("needs %s: apt-get install %s", name, debianPackage)
+	return ""
+}
