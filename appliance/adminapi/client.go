@@ -160,13 +160,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		switch {
-		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return fmt.Errorf("outpostd is not running for data dir %s (no socket at %s); start it first", filepath.Dir(c.socket), c.socket)
-		case errors.Is(err, os.ErrPermission):
-			return fmt.Errorf("no permission to open %s; run as the user that runs outpostd", c.socket)
-		}
-		return fmt.Errorf("talk to outpostd: %w", err)
+		return c.dialError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -174,11 +168,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("read outpostd answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := &Error{}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("outpostd answered HTTP %d", resp.StatusCode)
-		}
-		return e
+		return answerError(resp.StatusCode, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -186,4 +176,26 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		}
 	}
 	return nil
+}
+
+// ErrNotRunning means no outpostd answers on the data directory's socket.
+var ErrNotRunning = errors.New("outpostd is not running")
+
+func (c *Client) dialError(err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w for data dir %s (no socket at %s); start it first", ErrNotRunning, filepath.Dir(c.socket), c.socket)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("no permission to open %s; run as the user that runs outpostd", c.socket)
+	}
+	return fmt.Errorf("talk to outpostd: %w", err)
+}
+
+// answerError turns a non-200 answer into the error outpostd described.
+func answerError(status int, body []byte) error {
+	e := &Error{}
+	if json.Unmarshal(body, e) != nil || e.Message == "" {
+		e.Message = fmt.Sprintf("outpostd answered HTTP %d", status)
+	}
+	return e
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/homeserver"
@@ -23,6 +24,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
+	"github.com/outpost-im/outpost/appliance/targetstore"
 	"github.com/outpost-im/outpost/appliance/turn"
 	"github.com/outpost-im/outpost/appliance/version"
 )
@@ -61,6 +63,10 @@ type Server struct {
 	HTTPAddr  string
 	StartedAt time.Time
 	Log       *slog.Logger
+	// Backup is the snapshot service; Restart asks outpostd to start over (to apply a
+	// staged restore).
+	Backup  *backup.Service
+	Restart func()
 }
 
 // cli is the actor for everything done through the socket: whoever holds it is root or the
@@ -86,6 +92,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/turn", s.turnStatus)
 	mux.HandleFunc("POST /v1/turn", s.turnSet)
 	mux.HandleFunc("POST /v1/tls/mode", s.tlsMode)
+	s.snapshotRoutes(mux)
 	return mux
 }
 
@@ -342,7 +349,12 @@ func WriteError(w http.ResponseWriter, err error) {
 	var exists *accounts.ErrExists
 	var notFound *people.ErrNotFound
 	var refused *people.Refused
+	var field *FieldError
 	switch {
+	case errors.As(err, &field):
+		writeJSON(w, http.StatusBadRequest, Error{Message: field.Error(), Field: field.Field})
+	case errors.Is(err, targetstore.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, Error{Message: err.Error(), Field: "target"})
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusBadRequest, Error{Message: fe.Error(), Field: fe.Field})
 	case errors.As(err, &exists):

@@ -97,11 +97,13 @@ func run(ctx context.Context, args []string, env Env) error {
 		return usageError{"no command given"}
 	}
 	c := adminapi.NewClient(*dataDir)
+	// Snapshots and restores of a large box take as long as they take; Ctrl-C ends them.
+	longCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	switch cmd, cmdArgs := rest[0], rest[1:]; cmd {
 	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
+		fmt.Fprint(env.Stdout, usage+snapshotUsage)
 		return nil
 	case "status":
 		return status(ctx, c, cmdArgs, env)
@@ -153,6 +155,14 @@ func run(ctx context.Context, args []string, env Env) error {
 		return tlsCmd(ctx, c, cmdArgs, env)
 	case "turn":
 		return turnCmd(ctx, c, cmdArgs, env)
+	case "snapshot":
+		return snapshotCmd(longCtx, c, cmdArgs, env)
+	case "recovery-key":
+		return recoveryKeyCmd(ctx, c, cmdArgs, env)
+	case "targets":
+		return targetsCmd(longCtx, c, cmdArgs, env)
+	case "restore":
+		return restoreCmd(longCtx, c, *dataDir, cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}

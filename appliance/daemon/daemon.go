@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/console"
@@ -32,7 +33,10 @@ import (
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
+	"github.com/outpost-im/outpost/appliance/snapshot"
+	"github.com/outpost-im/outpost/appliance/targetstore"
 	"github.com/outpost-im/outpost/appliance/turn"
+	"github.com/outpost-im/outpost/appliance/version"
 	"github.com/outpost-im/outpost/appliance/wizard"
 	"github.com/outpost-im/outpost/web"
 )
@@ -52,8 +56,22 @@ type Config struct {
 	Console io.Writer
 }
 
+// errRestart ends one run of the daemon so that Run starts it over (to apply a staged
+// restore before anything opens the data).
+var errRestart = errors.New("restart requested")
+
 // Run serves until ctx ends, then shuts everything down in order.
 func Run(ctx context.Context, c Config) error {
+	for {
+		err := runOnce(ctx, c)
+		if !errors.Is(err, errRestart) || ctx.Err() != nil {
+			return err
+		}
+		c.Log.Info("outpostd restarting to apply a restore")
+	}
+}
+
+func runOnce(ctx context.Context, c Config) error {
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -66,6 +84,14 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	defer unlock()
+
+	// A restore staged before the last stop is applied now, before anything opens the data.
+	if id, oldDir, err := snapshot.Apply(dataDir); err != nil {
+		return fmt.Errorf("apply the staged restore: %w (the data dir is unchanged or can be finished by starting again)", err)
+	} else if id != "" {
+		c.Log.Info("restored from snapshot", "snapshot", id, "previous_state", oldDir)
+		fmt.Fprintf(c.Console, "\n  Restored snapshot %s.\n  The previous state was kept in %s\n\n", id, oldDir)
+	}
 
 	store, err := settings.Open(ctx, dataDir)
 	if err != nil {
@@ -156,6 +182,18 @@ func Run(ctx context.Context, c Config) error {
 			printReady(c.Console, httpsURL, boxTLS.Fingerprint())
 		},
 	}
+	targets, err := targetstore.Open(dataDir, store.DB())
+	if err != nil {
+		return err
+	}
+	backupSvc := &backup.Service{
+		DataDir: dataDir, Store: store, Targets: targets, HS: sup, HSConfig: hsConfig,
+		Version: version.Version, Log: log.With("component", "snapshots"),
+	}
+	if err := backupSvc.EnsureKeys(ctx); err != nil {
+		return err
+	}
+	backupSvc.CleanScratch() //nolint:errcheck // leftovers of an interrupted verification
 	peopleSvc := &people.Service{Store: store, HS: sup, HSConfig: hsConfig, Log: log.With("component", "people")}
 	invitesSvc := &invites.Service{Store: store, People: peopleSvc}
 
@@ -201,7 +239,11 @@ func Run(ctx context.Context, c Config) error {
 		HTTPAddr:  httpLn.Addr().String(),
 		StartedAt: time.Now().UTC(),
 		Log:       log.With("component", "admin"),
+		Backup:    backupSvc,
 	}
+	restartRequested := false
+	var requestRestart func()
+	admin.Restart = func() { requestRestart() }
 	// Federation is the one setting the console changes that the homeserver must restart for.
 	setFederation := func(ctx context.Context, actor audit.Actor, on bool) error {
 		var now settings.Settings
@@ -258,6 +300,13 @@ func Run(ctx context.Context, c Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runCtx = ctx
+	var restartMu sync.Mutex
+	requestRestart = func() {
+		restartMu.Lock()
+		restartRequested = true
+		restartMu.Unlock()
+		cancel()
+	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	var httpHandler http.Handler = gw
 	if httpsLn != nil {
@@ -301,6 +350,7 @@ func Run(ctx context.Context, c Config) error {
 	} else {
 		printClaim(c.Console, httpLn.Addr(), claimCode)
 	}
+	go backupSvc.RunScheduler(ctx)
 
 	<-ctx.Done()
 	log.Info("outpostd shutting down")
@@ -315,8 +365,13 @@ func Run(ctx context.Context, c Config) error {
 	case err := <-errc:
 		return fmt.Errorf("server failed: %w", err)
 	default:
-		return nil
 	}
+	restartMu.Lock()
+	defer restartMu.Unlock()
+	if restartRequested {
+		return errRestart
+	}
+	return nil
 }
 
 // printClaim tells the person at the box how to set it up. The code goes to the console

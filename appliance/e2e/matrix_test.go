@@ -203,8 +203,13 @@ func (c *client) messages(roomID string) []event {
 // (returning its sender) or the timeout passes.
 func (c *client) syncUntil(roomID, body string, timeout time.Duration) (sender string, ok bool) {
 	c.t.Helper()
+	return c.syncFrom("", roomID, body, timeout)
+}
+
+// syncFrom is syncUntil starting from a sync token the client kept ("" = initial sync).
+func (c *client) syncFrom(since, roomID, body string, timeout time.Duration) (sender string, ok bool) {
+	c.t.Helper()
 	deadline := time.Now().Add(timeout)
-	since := ""
 	for time.Now().Before(deadline) {
 		q := url.Values{"timeout": {"5000"}}
 		if since != "" {

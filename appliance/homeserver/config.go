@@ -58,6 +58,12 @@ func (c Config) DatabasePath(component string) string {
 // query separator. url.URL encodes it (and any odd character in the data dir) for us.
 func (c Config) dsn(component string) string {
 	path := c.DatabasePath(component)
+	if !filepath.IsAbs(path) {
+		// A relative directory: the config shipped inside a snapshot for a restore by
+		// hand. Dendrite only decodes the %3F trick in absolute file: URIs, so the
+		// pragmas are left out; WAL mode is recorded in the database file itself.
+		return "file:" + filepath.ToSlash(path)
+	}
 	// WAL + synchronous=NORMAL: ~2x send throughput and ~3.5x lower /sync latency than
 	// the rollback journal (measured, see DESIGN.md). A power cut can lose the last
 	// transactions but never corrupts the database; snapshots give the recovery point.

@@ -34,6 +34,28 @@ var migrations = []string{
 		used_by    TEXT NOT NULL DEFAULT '',
 		revoked_at TEXT NOT NULL DEFAULT ''
 	) STRICT`,
+	// 4: snapshot targets (owned by package targetstore); config is sealed with the key in
+	// credentials.key, so a copy of this database alone does not reveal passwords.
+	`CREATE TABLE targets (
+		name       TEXT PRIMARY KEY,
+		kind       TEXT NOT NULL,
+		sealed     BLOB NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL
+	) STRICT`,
+	// 5: snapshot, verification, prune and restore runs (owned by package backup).
+	`CREATE TABLE snapshot_runs (
+		id          INTEGER PRIMARY KEY,
+		kind        TEXT NOT NULL,
+		target      TEXT NOT NULL,
+		snapshot_id TEXT NOT NULL DEFAULT '',
+		reason      TEXT NOT NULL DEFAULT '',
+		started_at  TEXT NOT NULL,
+		finished_at TEXT NOT NULL DEFAULT '',
+		ok          INTEGER NOT NULL DEFAULT 0,
+		error       TEXT NOT NULL DEFAULT '',
+		detail      TEXT NOT NULL DEFAULT '{}'
+	) STRICT`,
 }
 
 // SchemaVersion is the schema version this build writes.

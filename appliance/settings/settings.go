@@ -56,6 +56,20 @@ type Settings struct {
 	// ServicePassword is the password of outpostd's own admin account on the homeserver
 	// (@_outpost), which performs admin actions Dendrite only offers to admin users.
 	ServicePassword string
+
+	// Snapshots (see package snapshot and backup). SnapshotBoxKey (an age identity) and
+	// SnapshotSigningKey (an Ed25519 seed) are generated on first use; RecoveryRecipient is
+	// the public half of the operator's recovery key, EscrowRecipient an optional company
+	// key. SnapshotTarget names the target scheduled snapshots go to; SnapshotTime is the
+	// daily local time ("02:30"); SnapshotRetention is e.g. "7d 4w 6m".
+	SnapshotBoxKey     string
+	SnapshotSigningKey string
+	RecoveryRecipient  string
+	EscrowRecipient    string
+	SnapshotTarget     string
+	SnapshotTime       string
+	SnapshotRetention  string
+	SnapshotsOff       bool
 }
 
 // field binds a database key to a Settings field.
@@ -80,6 +94,14 @@ func (s *Settings) fields() []field {
 		{"turn_relay_ip", &s.TURNRelayIP},
 		{"turn_ports", &s.TURNPorts},
 		{"turn_allowed_peers", &s.TURNAllowedPeers},
+		{"snapshot_box_key", &s.SnapshotBoxKey},
+		{"snapshot_signing_key", &s.SnapshotSigningKey},
+		{"recovery_recipient", &s.RecoveryRecipient},
+		{"escrow_recipient", &s.EscrowRecipient},
+		{"snapshot_target", &s.SnapshotTarget},
+		{"snapshot_time", &s.SnapshotTime},
+		{"snapshot_retention", &s.SnapshotRetention},
+		{"snapshots_off", &s.SnapshotsOff},
 	}
 }
 

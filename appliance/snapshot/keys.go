@@ -64,11 +64,9 @@ func ParseKeys(box, signingSeed, recovery, escrow string) (Keys, error) {
 	if k.Box, err = age.ParseX25519Identity(strings.TrimSpace(box)); err != nil {
 		return k, fmt.Errorf("snapshot: box key: %w", err)
 	}
-	seed, err := base64.StdEncoding.DecodeString(signingSeed)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return k, errors.New("snapshot: signing key is malformed")
+	if k.Signing, err = signingKey(signingSeed); err != nil {
+		return k, err
 	}
-	k.Signing = ed25519.NewKeyFromSeed(seed)
 	if recovery == "" {
 		return k, errors.New("snapshot: no recovery key is configured: set one up in the admin console (Snapshots) first, so that a snapshot can be restored without this box")
 	}
@@ -81,6 +79,23 @@ func ParseKeys(box, signingSeed, recovery, escrow string) (Keys, error) {
 		}
 	}
 	return k, nil
+}
+
+func signingKey(seed string) (ed25519.PrivateKey, error) {
+	b, err := base64.StdEncoding.DecodeString(seed)
+	if err != nil || len(b) != ed25519.SeedSize {
+		return nil, errors.New("snapshot: signing key is malformed")
+	}
+	return ed25519.NewKeyFromSeed(b), nil
+}
+
+// SigningPublicKey is the public half of a signing seed from the settings.
+func SigningPublicKey(seed string) (ed25519.PublicKey, error) {
+	k, err := signingKey(seed)
+	if err != nil {
+		return nil, err
+	}
+	return k.Public().(ed25519.PublicKey), nil
 }
 
 // ParseRecipient parses a public age X25519 key, with an error that says what is expected.

@@ -83,7 +83,10 @@ What you get in restored/
 To run it again: give restored/ to a new Outpost as its data directory
 (outpostd -data restored), or start the bundled homeserver, Dendrite, directly:
 
-     cd restored/homeserver && dendrite --config ../outpost-restore/dendrite.yaml
+     cd restored/homeserver && dendrite --config ../outpost-restore/dendrite.yaml \
+       --http-bind-address 127.0.0.1:8008
+
+(it then answers on http://127.0.0.1:8008 on that machine only).
 
 Clients that used end-to-end encryption should sign in again if messages cannot
 be decrypted; Outpost's own restore takes care of this automatically.
