@@ -226,16 +226,22 @@ func (s *Service) snapshotLocked(ctx context.Context, targetName, reason string,
 	if err != nil {
 		return out, err
 	}
-	t, cfg, err := s.Target(ctx, targetName)
-	if err != nil {
-		return out, err
+	if targetName == "" {
+		targetName = st.SnapshotTarget
 	}
-	defer t.Close()
-	src, err := s.source(ctx, st)
-	if err != nil {
-		return out, err
-	}
-	_, err = s.record(ctx, "snapshot", cfg.Name, reason, func() (string, any, error) {
+	// Everything from here is recorded, a target that cannot be reached included: the
+	// console must show that the last run failed, and why.
+	var t target.Target
+	var cfg target.Config
+	_, err = s.record(ctx, "snapshot", targetName, reason, func() (string, any, error) {
+		var err error
+		if t, cfg, err = s.Target(ctx, targetName); err != nil {
+			return "", nil, err
+		}
+		src, err := s.source(ctx, st)
+		if err != nil {
+			return "", nil, err
+		}
 		res, err := snapshot.Create(ctx, t, src, keys, snapshot.Options{
 			Reason: reason, ServerName: st.ServerName, Version: s.Version, Progress: progress, Log: s.Log,
 		})
@@ -246,8 +252,11 @@ func (s *Service) snapshotLocked(ctx context.Context, targetName, reason string,
 		}
 		return res.ID, res, err
 	})
+	if t != nil {
+		defer t.Close()
+	}
 	if err != nil {
-		s.Log.Error("snapshot failed", "target", cfg.Name, "err", err)
+		s.Log.Error("snapshot failed", "target", targetName, "err", err)
 		return out, err
 	}
 	v, err := s.verifyLocked(ctx, t, cfg.Name, out.Snapshot.ID, keys, progress)
