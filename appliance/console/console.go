@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/gateway"
@@ -39,8 +40,10 @@ type Console struct {
 	// TLS manages the certificate source.
 	TLS adminapi.TLS
 	// TURN is the relay; SetTURN changes its settings (and restarts what depends on them).
-	TURN         adminapi.TURN
-	SetTURN      func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
+	TURN    adminapi.TURN
+	SetTURN func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
+	// Backup is the snapshot service (Snapshots tab).
+	Backup       *backup.Service
 	AdminAssets  fs.FS // web/admin
 	InviteAssets fs.FS // web/invite
 	Log          *slog.Logger
@@ -81,6 +84,7 @@ func New(c Console) *Console {
 	mux.HandleFunc("GET /admin/api/turn", c.admin(c.turnStatus))
 	mux.HandleFunc("POST /admin/api/turn", c.admin(c.turnSet))
 	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
+	c.snapshotRoutes(mux)
 	mux.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such console call"})
 	})

@@ -285,7 +285,7 @@ func runOnce(ctx context.Context, c Config) error {
 	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
 	con := console.New(console.Console{
 		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation, TLS: boxTLS,
-		TURN: turnSvc, SetTURN: setTURN,
+		TURN: turnSvc, SetTURN: setTURN, Backup: backupSvc,
 		AdminAssets: web.Admin(), InviteAssets: web.Invite(), Log: log.With("component", "console"),
 	})
 	gw = gateway.New(gateway.Options{

@@ -1,4 +1,4 @@
-// The admin console: people, invitations, federation and the audit log.
+// The admin console: people, invitations, federation, calls, certificates, snapshots and the audit log.
 'use strict';
 
 (() => {
@@ -37,7 +37,7 @@
   }
 
   const loaders = {
-    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, calls: loadCalls, tls: loadTLS, audit: loadAudit,
+    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, calls: loadCalls, tls: loadTLS, snapshots: loadSnapshots, audit: loadAudit,
   };
 
   function selectTab(name) {
@@ -68,6 +68,110 @@
         ['Dendrite version', s.versions.dendrite || '?'],
       ];
       $('stats').replaceChildren(...items.map(([k, v]) => el('div', {}, k, el('b', {}, String(v)))));
+      const snap = await api('GET', '/admin/api/snapshots');
+      showAlerts($('overview-alerts'), snap.status.alerts);
+    });
+  }
+
+  function showAlerts(box, alerts) {
+    box.hidden = !alerts || alerts.length === 0;
+    box.replaceChildren(...(alerts || []).map((a) => el('p', {}, a)));
+  }
+
+  function runText(r) {
+    return r ? fmtTime(r.started_at) + ' (' + r.snapshot_id + ')' : 'never';
+  }
+
+  function targetWhere(t) {
+    switch (t.kind) {
+      case 'local': return t.path;
+      case 'smb': return '//' + t.host + '/' + t.share + (t.dir ? '/' + t.dir : '');
+      case 'sftp': return t.user + '@' + t.host + ':' + (t.dir || '');
+      case 's3': return t.endpoint + '/' + t.bucket + (t.dir ? '/' + t.dir : '');
+      case 'webdav': return t.url;
+    }
+    return '';
+  }
+
+  function renderSnapshots(v) {
+    const s = v.status;
+    showAlerts($('snap-alerts'), s.alerts);
+    $('snap-last').textContent = runText(s.last_snapshot);
+    $('snap-verified').textContent = runText(s.last_verified);
+    $('snap-next').textContent = s.enabled ? (s.next_run ? fmtTime(s.next_run) : '—') : 'snapshots are off';
+    $('snap-target').textContent = s.target || 'none';
+    $('snap-recovery').textContent = s.recovery_key_set ? 'set (create a new one if the sheet is lost)' : 'not set';
+    $('recovery-new').textContent = s.recovery_key_set ? 'Create a new recovery key' : 'Create a recovery key';
+    $('snap-error').textContent = v.list_error || '';
+    $('snap-rows').replaceChildren(...(v.snapshots || []).slice().reverse().map((e) => el('tr', {},
+      el('td', {}, e.ID), el('td', {}, fmtTime(e.Time)), el('td', {}, fmtBytes(e.Size)),
+      el('td', {}, e.Complete ? 'complete' : 'incomplete'))));
+    const targets = v.targets || [];
+    $('target-rows').replaceChildren(...targets.map((t) => el('tr', { 'data-target': t.name },
+      el('td', {}, t.name), el('td', {}, t.kind), el('td', {}, targetWhere(t)),
+      el('td', {}, el('div', { class: 'actions' },
+        el('button', { type: 'button', class: 'small secondary', onclick: () => testTarget(t.name) }, 'Test'),
+        el('button', { type: 'button', class: 'small danger', onclick: () => removeTarget(t.name) }, 'Remove'))))));
+    $('s-on').checked = s.enabled;
+    $('s-time').value = s.time;
+    $('s-retention').value = s.retention;
+    $('s-target').replaceChildren(el('option', { value: '' }, '—'), ...targets.map((t) => el('option', { value: t.name }, t.name)));
+    $('s-target').value = s.target || '';
+  }
+
+  async function loadSnapshots() {
+    await guard($('snap-error'), async () => renderSnapshots(await api('GET', '/admin/api/snapshots')));
+  }
+
+  async function testTarget(name) {
+    $('targets-result').textContent = '';
+    await guard($('targets-error'), async () => {
+      const r = await api('POST', '/admin/api/targets/' + encodeURIComponent(name) + '/test', {});
+      $('targets-result').textContent = r.result;
+    });
+  }
+
+  async function removeTarget(name) {
+    if (!confirm('Remove target ' + name + '? Its snapshots stay where they are.')) return;
+    await guard($('targets-error'), async () => renderSnapshots(await api('POST', '/admin/api/targets/' + encodeURIComponent(name) + '/remove', {})));
+  }
+
+  function showKindFields() {
+    const kind = $('t-kind').value;
+    document.querySelectorAll('#target-form [data-kinds]').forEach((d) => {
+      d.hidden = !d.getAttribute('data-kinds').split(' ').includes(kind);
+    });
+  }
+
+  // drawQR renders the recovery key's QR code as SVG (no image download, no library).
+  function drawQR(rows) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const n = rows.length + 8; // quiet zone
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 ' + n + ' ' + n);
+    svg.setAttribute('width', '220');
+    svg.setAttribute('height', '220');
+    const bg = document.createElementNS(ns, 'rect');
+    bg.setAttribute('width', n); bg.setAttribute('height', n); bg.setAttribute('fill', '#fff');
+    svg.append(bg);
+    let d = '';
+    rows.forEach((row, y) => { [...row].forEach((c, x) => { if (c === '1') d += 'M' + (x + 4) + ' ' + (y + 4) + 'h1v1h-1z'; }); });
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d); path.setAttribute('fill', '#000');
+    svg.append(path);
+    $('recovery-qr').replaceChildren(svg);
+  }
+
+  // submitForm runs fn with the form busy and shows its error next to the right field.
+  async function submitForm(form, fn) {
+    clearErrors(form);
+    await busy(form, async () => {
+      try {
+        await fn();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        showError(form, err);
+      }
     });
   }
 
@@ -306,6 +410,75 @@
         if (err.status === 401) return signedOut();
         showError(tlsForm, err);
       }
+    });
+
+    $('t-kind').addEventListener('change', showKindFields);
+    showKindFields();
+    $('snap-now').addEventListener('submit', (e) => {
+      e.preventDefault();
+      $('snap-now-result').textContent = 'Taking a snapshot and checking it by a test restore…';
+      submitForm(e.target, async () => {
+        try {
+          const r = await api('POST', '/admin/api/snapshots', {});
+          $('snap-now-result').textContent = 'Snapshot ' + r.snapshot.ID + ' taken and verified restorable (' +
+            r.snapshot.MediaFiles + ' media files; chat paused ' + r.snapshot.PauseMillis.toFixed(1) + ' ms).';
+        } catch (err) {
+          $('snap-now-result').textContent = '';
+          throw err;
+        } finally {
+          await loadSnapshots();
+        }
+      });
+    });
+    $('recovery-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      if ($('snap-recovery').textContent.startsWith('set') &&
+          !confirm('Create a new recovery key? New snapshots will need the new key; older ones still open with the old one.')) return;
+      submitForm(e.target, async () => {
+        const k = await api('POST', '/admin/api/recovery-key', {});
+        $('recovery-identity').textContent = k.identity;
+        $('recovery-recipient').textContent = k.recipient;
+        $('recovery-fingerprint').textContent = k.signing_fingerprint;
+        $('sheet-server').textContent = k.server_name;
+        $('sheet-date').textContent = fmtTime(k.created_at);
+        drawQR(k.qr);
+        $('recovery-result').hidden = false;
+        await loadSnapshots();
+      });
+    });
+    $('recovery-print').addEventListener('click', () => {
+      document.body.classList.add('printing-sheet');
+      window.print();
+      document.body.classList.remove('printing-sheet');
+    });
+    $('target-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const form = e.target;
+      const cfg = { name: '', kind: $('t-kind').value };
+      form.querySelectorAll('input, textarea').forEach((i) => {
+        if (i.closest('[hidden]') || !i.name) return;
+        if (i.type === 'checkbox') { if (i.checked) cfg[i.name] = true; return; }
+        if (i.value.trim() === '') return;
+        cfg[i.name] = i.name === 'port' ? parseInt(i.value, 10) : i.value.trim();
+      });
+      $('targets-result').textContent = '';
+      submitForm(form, async () => {
+        renderSnapshots(await api('POST', '/admin/api/targets', cfg));
+        form.reset();
+        showKindFields();
+        $('targets-result').textContent = 'Target ' + cfg.name + ' works and was added.';
+      });
+    });
+    $('schedule-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      $('schedule-result').textContent = '';
+      submitForm(e.target, async () => {
+        renderSnapshots(await api('POST', '/admin/api/snapshots/schedule', {
+          time: $('s-time').value.trim(), retention: $('s-retention').value.trim(),
+          target: $('s-target').value, off: !$('s-on').checked,
+        }));
+        $('schedule-result').textContent = 'Saved.';
+      });
     });
 
     try {

@@ -2,6 +2,10 @@
 // admin console, as the office's admin would.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startOutpost, launch, newPage, shot, matrixLogin } from './harness.mjs';
 
 const ADMIN_PW = 'alice correct horse battery';
@@ -230,6 +234,56 @@ test('admin console: create user, invite, redeem, deactivate; non-admins kept ou
   assert.equal(await other.page.locator('#app').isHidden(), true);
   await shot(other.page, '19-console-non-admin');
   await other.ctx.close();
+});
+
+test('snapshots: alert, recovery sheet, USB target, snapshot now, decryptable with the key shown', async () => {
+  const { ctx, page } = await newPage(trusting, box.sbase, problems);
+  page.on('dialog', (d) => d.accept());
+  await page.goto(box.sbase + '/admin/');
+  const signin = page.locator('#signin');
+  await signin.getByLabel('User name').fill('alice');
+  await signin.getByLabel('Password').fill(ADMIN_PW);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  // A box with no snapshot target says so on the first screen.
+  await page.locator('#overview-alerts').filter({ hasText: 'No snapshot target' }).waitFor();
+
+  await page.getByRole('tab', { name: 'Snapshots' }).click();
+  await page.locator('#snap-recovery').filter({ hasText: 'not set' }).waitFor();
+  await page.getByRole('button', { name: 'Create a recovery key' }).click();
+  await page.locator('#recovery-result').waitFor();
+  const key = (await page.locator('#recovery-identity').textContent()).trim();
+  assert.match(key, /^AGE-SECRET-KEY-1[0-9A-Z]{58}$/);
+  assert.ok(await page.locator('#recovery-qr svg path').count() === 1, 'no QR code drawn');
+  assert.match(await page.locator('#recovery-fingerprint').textContent(), /^SHA256:/);
+  await shot(page, '21-console-recovery-sheet');
+
+  // A directory that does not exist (an unplugged USB drive) is refused with the reason.
+  const usb = mkdtempSync(join(tmpdir(), 'outpost-usb-'));
+  const form = page.locator('#target-form');
+  await form.getByLabel('Name').fill('usb');
+  await form.getByLabel('Directory').fill(usb + '/not-mounted');
+  await page.getByRole('button', { name: 'Test and add' }).click();
+  await form.locator('.error[data-general]').filter({ hasText: 'not-mounted' }).waitFor();
+  await form.getByLabel('Directory').fill(usb);
+  await page.getByRole('button', { name: 'Test and add' }).click();
+  await page.locator('tr[data-target=usb]').waitFor();
+  await page.locator('#snap-target').filter({ hasText: 'usb' }).waitFor();
+
+  await page.getByRole('button', { name: 'Take a snapshot now' }).click();
+  await page.locator('#snap-now-result').filter({ hasText: 'verified restorable' }).waitFor({ timeout: 120000 });
+  await page.locator('#snap-rows tr').filter({ hasText: 'complete' }).waitFor();
+  assert.ok(await page.locator('#snap-alerts').isHidden(), 'alerts still shown after a verified snapshot');
+  assert.doesNotMatch(await page.locator('#snap-verified').textContent(), /never/);
+  await shot(page, '22-console-snapshots');
+
+  // The key shown once opens the snapshot with Debian's age.
+  const id = readdirSync(join(usb, 'snapshots'))[0];
+  const keyFile = join(usb, 'key.txt');
+  writeFileSync(keyFile, key + '\n', { mode: 0o600 });
+  const manifest = JSON.parse(execFileSync('age', ['-d', '-i', keyFile, join(usb, 'snapshots', id, 'manifest.json.age')], { encoding: 'utf8' }));
+  assert.equal(manifest.server_name, 'box.lan');
+  rmSync(usb, { recursive: true, force: true });
+  await ctx.close();
 });
 
 test('no request left the box and no page error occurred', () => {
