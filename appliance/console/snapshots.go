@@ -3,14 +3,12 @@ package console
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
-
-	"rsc.io/qr"
 
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
 	"github.com/outpost-im/outpost/appliance/backup"
+	"github.com/outpost-im/outpost/appliance/qrcode"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/snapshot"
 	"github.com/outpost-im/outpost/appliance/target"
@@ -108,32 +106,11 @@ func (c *Console) recoveryKey(w http.ResponseWriter, r *http.Request, actor audi
 		RecoveryKeyResponse: adminapi.RecoveryKeyResponse{Identity: id, Recipient: pub, SigningFingerprint: fp},
 		ServerName:          st.ServerName, CreatedAt: time.Now().UTC(),
 	}
-	if v.QR, err = qrRows(id); err != nil {
+	if v.QR, err = qrcode.Rows(id); err != nil {
 		adminapi.WriteError(w, err)
 		return
 	}
 	adminapi.WriteJSON(w, http.StatusOK, v)
-}
-
-// qrRows encodes text as a QR code (error correction M: a printed sheet gets creased).
-func qrRows(text string) ([]string, error) {
-	code, err := qr.Encode(text, qr.M)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]string, code.Size)
-	for y := range code.Size {
-		var b strings.Builder
-		for x := range code.Size {
-			if code.Black(x, y) {
-				b.WriteByte('1')
-			} else {
-				b.WriteByte('0')
-			}
-		}
-		rows[y] = b.String()
-	}
-	return rows, nil
 }
 
 func (c *Console) addTarget(w http.ResponseWriter, r *http.Request, actor audit.Actor) {

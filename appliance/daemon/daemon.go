@@ -12,9 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -282,7 +282,8 @@ func runOnce(ctx context.Context, c Config) error {
 	admin.TURN = turnSvc
 	admin.SetTURN = setTURN
 	static := web.Static()
-	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard")})
+	wz := wizard.New(wizard.Wizard{Store: store, Setup: setupSvc, DataDir: dataDir, Assets: web.Setup(), Log: log.With("component", "wizard"),
+		Backup: backupSvc, Restart: func() { requestRestart() }})
 	con := console.New(console.Console{
 		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation, TLS: boxTLS,
 		TURN: turnSvc, SetTURN: setTURN, Backup: backupSvc,
@@ -377,15 +378,7 @@ func runOnce(ctx context.Context, c Config) error {
 // printClaim tells the person at the box how to set it up. The code goes to the console
 // only, never to the log.
 func printClaim(w io.Writer, addr net.Addr, code string) {
-	var urls []string
-	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		for _, ip := range platform.LANAddresses() {
-			urls = append(urls, "http://"+net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))+"/setup/")
-		}
-	}
-	if len(urls) == 0 {
-		urls = append(urls, "http://"+addr.String()+"/setup/")
-	}
+	urls := platform.BoxURLs("http", addr.String(), "/setup/")
 	fmt.Fprintf(w, "\n  Outpost is not set up yet.\n  Open %s\n  and enter the setup code:  %s\n\n", strings.Join(urls, "\n    or "), code)
 }
 
@@ -393,6 +386,10 @@ func printClaim(w io.Writer, addr net.Addr, code string) {
 func printReady(w io.Writer, httpsURL, fingerprint string) {
 	if httpsURL == "" || fingerprint == "" {
 		return
+	}
+	// On the box the listener is ":443": show the addresses people can actually type.
+	if u, err := url.Parse(httpsURL); err == nil && u.Host != "" {
+		httpsURL = strings.Join(platform.BoxURLs("https", u.Host, "/"), "\n    or ")
 	}
 	fmt.Fprintf(w, "\n  Outpost is ready at %s\n  Root certificate SHA-256 fingerprint:\n    %s\n\n", httpsURL, fingerprint)
 }

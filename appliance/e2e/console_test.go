@@ -160,16 +160,35 @@ func TestSetupWizardAPI(t *testing.T) {
 	}
 	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "tls", "values": map[string]string{"tls_mode": "box-ca"}}, nil)
 	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "federation", "values": map[string]bool{"federation": false}}, nil)
+	// The recovery key: made once, shown once, and its saving confirmed.
+	if got := admin.call("POST", "/setup/api/step", map[string]any{"step": "recovery", "values": map[string]bool{"saved": true}}, &apiErr); got != 400 || apiErr.Field != "saved" {
+		t.Fatalf("recovery step before a key exists: HTTP %d %+v", got, apiErr)
+	}
+	var key struct {
+		Identity string   `json:"identity"`
+		QR       []string `json:"qr"`
+	}
+	admin.mustCall("POST", "/setup/api/recovery-key", map[string]any{}, &key)
+	if !strings.HasPrefix(key.Identity, "AGE-SECRET-KEY-1") || len(key.QR) < 21 {
+		t.Fatalf("recovery key: %+v", key)
+	}
+	if got := admin.call("POST", "/setup/api/step", map[string]any{"step": "recovery", "values": map[string]bool{"saved": false}}, &apiErr); got != 400 || apiErr.Field != "saved" {
+		t.Fatalf("recovery step without confirmation: HTTP %d %+v", got, apiErr)
+	}
+	admin.mustCall("POST", "/setup/api/step", map[string]any{"step": "recovery", "values": map[string]bool{"saved": true}}, nil)
 
 	// A reload resumes: the state shows what is done (never the password).
 	var state map[string]any
 	admin.mustCall("GET", "/setup/api/state", nil, &state)
-	if state["claimed"] != true || fmt.Sprint(state["done"]) != "[server admin tls federation]" || state["have_password"] != true {
+	if state["claimed"] != true || fmt.Sprint(state["done"]) != "[server admin tls federation recovery]" || state["have_password"] != true {
 		t.Fatalf("state after all steps: %v", state)
 	}
 	raw, _ := json.Marshal(state)
 	if strings.Contains(string(raw), password("alice")) {
 		t.Fatal("state leaks the password")
+	}
+	if strings.Contains(string(raw), key.Identity) || strings.Contains(d.log(), key.Identity) {
+		t.Fatal("the recovery key is in the setup state or in the log")
 	}
 
 	var done map[string]string

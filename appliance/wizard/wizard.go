@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/accounts"
 	"github.com/outpost-im/outpost/appliance/adminapi"
 	"github.com/outpost-im/outpost/appliance/audit"
+	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/claim"
 	"github.com/outpost-im/outpost/appliance/gateway"
 	"github.com/outpost-im/outpost/appliance/platform"
@@ -36,6 +37,10 @@ type Wizard struct {
 	DataDir string
 	Assets  fs.FS // web/setup
 	Log     *slog.Logger
+	// Backup creates the recovery key and restores snapshots; Restart restarts outpostd
+	// into a staged restore.
+	Backup  *backup.Service
+	Restart func()
 
 	sessions *websession.Store
 	limiter  *claim.Limiter
@@ -63,6 +68,7 @@ type draft struct {
 	ACMEDir    string `json:"acme_directory"`
 	ACMERoot   string `json:"-"`
 	password   string
+	recipient  string // public half of the recovery key made in this session
 	done       map[string]bool
 }
 
@@ -139,6 +145,21 @@ var steps = []step{
 		d.Federation = in.Federation
 		return nil
 	}},
+	{"recovery", func(d *draft, raw json.RawMessage) error {
+		var in struct {
+			Saved bool `json:"saved"`
+		}
+		if err := decodeStrict(raw, &in); err != nil {
+			return err
+		}
+		if d.recipient == "" {
+			return &accounts.FieldError{Field: "saved", Message: "create the recovery key first"}
+		}
+		if !in.Saved {
+			return &accounts.FieldError{Field: "saved", Message: "confirm that the recovery key is printed or written down: it is shown only once, and without it no snapshot can be restored on another box"}
+		}
+		return nil
+	}},
 }
 
 func decodeStrict(raw json.RawMessage, v any) error {
@@ -182,6 +203,12 @@ func (wz *Wizard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wz.step(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/setup/api/complete":
 		wz.complete(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/setup/api/recovery-key":
+		wz.recoveryKey(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/setup/api/restore/list":
+		wz.restoreList(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/setup/api/restore":
+		wz.restore(w, r)
 	default:
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such setup call"})
 	}

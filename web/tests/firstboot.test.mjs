@@ -13,6 +13,8 @@ let box;
 let browser; // before setup: the box has no certificate yet, the browser trusts nothing
 let trusting; // after setup: the box's root installed, as a person does from /ca.crt
 const problems = [];
+let setupRecoveryKey = ''; // the key the wizard showed
+let usb = ''; // the snapshot target, kept for the restore onto a second box
 
 before(async () => {
   box = await startOutpost();
@@ -41,6 +43,9 @@ test('setup wizard: wrong code refused, reload resumes, setup completes, wizard 
 
   await page.getByLabel('Setup code').fill(box.claimCode().toLowerCase());
   await page.getByRole('button', { name: 'Continue' }).click();
+  await page.getByRole('heading', { name: 'New server or restore?' }).waitFor();
+  await shot(page, '02b-wizard-start');
+  await page.getByRole('button', { name: 'Set up a new server' }).click();
   await page.getByRole('heading', { name: 'Server name' }).waitFor();
   // A bad server name is explained next to the field.
   await page.getByLabel('Server name').fill('https://box.lan/');
@@ -80,6 +85,20 @@ test('setup wizard: wrong code refused, reload resumes, setup completes, wizard 
   assert.equal(await page.getByLabel('Allow federation with other servers').isChecked(), false);
   await shot(page, '05-wizard-federation');
   await page.locator('section[data-step=federation] button[type=submit]').click();
+  // The recovery key: created, shown once with its QR code, and its saving confirmed.
+  await page.getByRole('heading', { name: 'Recovery key' }).waitFor();
+  await page.locator('section[data-step=recovery] button[type=submit]').click();
+  await page.locator('#saved-error').filter({ hasText: 'create the recovery key first' }).waitFor();
+  await page.getByRole('button', { name: 'Create the recovery key' }).click();
+  await page.locator('#recovery-result').waitFor();
+  setupRecoveryKey = (await page.locator('#recovery-identity').textContent()).trim();
+  assert.match(setupRecoveryKey, /^AGE-SECRET-KEY-1[0-9A-Z]{58}$/);
+  assert.equal(await page.locator('#recovery-qr svg').count(), 1);
+  await page.locator('section[data-step=recovery] button[type=submit]').click();
+  await page.locator('#saved-error').filter({ hasText: 'printed or written down' }).waitFor();
+  await shot(page, '05b-wizard-recovery-key');
+  await page.getByLabel('I have printed or written down the recovery key').check();
+  await page.locator('section[data-step=recovery] button[type=submit]').click();
   await page.getByRole('heading', { name: 'Check and finish' }).waitFor();
   assert.equal(await page.locator('#sum-admin').textContent(), '@alice:box.lan');
   assert.equal(await page.locator('#sum-federation').textContent(), 'off');
@@ -248,8 +267,10 @@ test('snapshots: alert, recovery sheet, USB target, snapshot now, decryptable wi
   await page.locator('#overview-alerts').filter({ hasText: 'No snapshot target' }).waitFor();
 
   await page.getByRole('tab', { name: 'Snapshots' }).click();
-  await page.locator('#snap-recovery').filter({ hasText: 'not set' }).waitFor();
-  await page.getByRole('button', { name: 'Create a recovery key' }).click();
+  // The wizard made a recovery key; a new one can replace it (older snapshots keep the old one).
+  await page.locator('#snap-recovery').filter({ hasText: /^set/ }).waitFor();
+  assert.ok(setupRecoveryKey);
+  await page.getByRole('button', { name: 'Create a new recovery key' }).click();
   await page.locator('#recovery-result').waitFor();
   const key = (await page.locator('#recovery-identity').textContent()).trim();
   assert.match(key, /^AGE-SECRET-KEY-1[0-9A-Z]{58}$/);
@@ -258,7 +279,7 @@ test('snapshots: alert, recovery sheet, USB target, snapshot now, decryptable wi
   await shot(page, '21-console-recovery-sheet');
 
   // A directory that does not exist (an unplugged USB drive) is refused with the reason.
-  const usb = mkdtempSync(join(tmpdir(), 'outpost-usb-'));
+  usb = mkdtempSync(join(tmpdir(), 'outpost-usb-'));
   const form = page.locator('#target-form');
   await form.getByLabel('Name').fill('usb');
   await form.getByLabel('Directory').fill(usb + '/not-mounted');
@@ -282,8 +303,45 @@ test('snapshots: alert, recovery sheet, USB target, snapshot now, decryptable wi
   writeFileSync(keyFile, key + '\n', { mode: 0o600 });
   const manifest = JSON.parse(execFileSync('age', ['-d', '-i', keyFile, join(usb, 'snapshots', id, 'manifest.json.age')], { encoding: 'utf8' }));
   assert.equal(manifest.server_name, 'box.lan');
-  rmSync(usb, { recursive: true, force: true });
+  rmSync(keyFile);
+  restoreKey = key;
   await ctx.close();
+});
+
+let restoreKey = '';
+
+test('setup page on a fresh box: restore from the USB snapshot, then sign in to the old accounts', async () => {
+  const fresh = await startOutpost();
+  try {
+    const { ctx, page } = await newPage(browser, [fresh.base], problems);
+    await page.goto(fresh.base + '/setup/');
+    await page.getByLabel('Setup code').fill(fresh.claimCode());
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('button', { name: 'Restore from a snapshot' }).click();
+    await page.getByRole('heading', { name: 'Restore from a snapshot' }).waitFor();
+    const form = page.locator('#restore-form');
+    await form.getByLabel('Directory').fill(usb);
+    // The key the wizard showed at setup cannot open snapshots taken after it was replaced.
+    await form.getByLabel('Recovery key').fill(setupRecoveryKey);
+    await page.getByRole('button', { name: 'Find snapshots' }).click();
+    await page.locator('#recovery_key-error').filter({ hasText: 'cannot decrypt' }).waitFor();
+    await form.getByLabel('Recovery key').fill(restoreKey.toLowerCase());
+    await page.getByRole('button', { name: 'Find snapshots' }).click();
+    await page.locator('#restore-pick').waitFor();
+    assert.equal(await page.locator('#restore-server').textContent(), 'box.lan');
+    assert.match(await page.locator('#restore-fp').textContent(), /^SHA256:/);
+    await shot(page, '23-wizard-restore-pick');
+    await page.getByRole('button', { name: 'Restore this snapshot' }).click();
+    await page.getByRole('heading', { name: 'Restored' }).waitFor({ timeout: 180000 });
+    await shot(page, '24-wizard-restored');
+    // The restored box is the old one: same accounts, same passwords, same root.
+    assert.equal(fresh.rootPEM(), box.rootPEM());
+    assert.equal((await matrixLogin(fresh, 'alice', ADMIN_PW)).status, 200);
+    await ctx.close();
+  } finally {
+    await fresh.stop();
+    rmSync(usb, { recursive: true, force: true });
+  }
 });
 
 test('no request left the box and no page error occurred', () => {
