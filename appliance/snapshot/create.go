@@ -106,12 +106,13 @@ func Create(ctx context.Context, t target.Target, src Source, keys Keys, opt Opt
 	}
 	defer os.RemoveAll(staging)
 	progress(Progress{Phase: "cut"})
-	pause, err := cut(ctx, src, staging)
+	pause, cs, err := cut(ctx, src, staging)
 	res.PauseMillis = float64(pause.Microseconds()) / 1000
 	if err != nil {
 		return res, err
 	}
-	log.Info("consistent cut taken", "pause_ms", res.PauseMillis)
+	log.Info("consistent cut taken", "pause_ms", res.PauseMillis, "read_txns_ms", ms(cs.ReadTxns),
+		"frozen_copy_ms", ms(cs.FrozenCopy), "frozen_bytes", cs.FrozenBytes)
 
 	media, err := replicateMedia(ctx, t, src, keys, prev, existing, &res, progress)
 	if err != nil {
@@ -378,3 +379,5 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

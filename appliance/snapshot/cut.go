@@ -46,14 +46,21 @@ type Source struct {
 	Pauser Pauser
 }
 
-// cut copies Databases, Frozen and Files into dst as one consistent state and reports how
+// cutWithStats copies Databases, Frozen and Files into dst as one consistent state and reports how
 // long the homeserver was paused.
 //
 // Why it is short: during the pause we only open a read transaction on each database
 // (WAL mode pins that instant for the reader while the writer continues) and copy the
 // small JetStream store; the databases themselves are copied after the homeserver runs
 // again, from those read transactions.
-func cut(ctx context.Context, src Source, dst string) (pause time.Duration, err error) {
+// cutStats splits the pause into its parts, for the log.
+type cutStats struct {
+	ReadTxns    time.Duration // opening a read transaction on every database
+	FrozenCopy  time.Duration // copying the Frozen directories
+	FrozenBytes int64
+}
+
+func cut(ctx context.Context, src Source, dst string) (pause time.Duration, st cutStats, err error) {
 	type db struct {
 		rel  string
 		pool *sql.DB
@@ -75,16 +82,16 @@ func cut(ctx context.Context, src Source, dst string) (pause time.Duration, err 
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // a component that has not created its database yet
 			}
-			return 0, fmt.Errorf("snapshot: %w", err)
+			return 0, st, fmt.Errorf("snapshot: %w", err)
 		}
 		pool, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: p}).String()+"?_pragma=busy_timeout(10000)")
 		if err != nil {
-			return 0, fmt.Errorf("snapshot: open %s: %w", rel, err)
+			return 0, st, fmt.Errorf("snapshot: open %s: %w", rel, err)
 		}
 		d := db{rel: rel, pool: pool}
 		dbs = append(dbs, d)
 		if dbs[len(dbs)-1].conn, err = pool.Conn(ctx); err != nil {
-			return 0, fmt.Errorf("snapshot: open %s: %w", rel, err)
+			return 0, st, fmt.Errorf("snapshot: open %s: %w", rel, err)
 		}
 	}
 
@@ -92,7 +99,7 @@ func cut(ctx context.Context, src Source, dst string) (pause time.Duration, err 
 	// frozen.
 	if src.Pauser != nil {
 		if err := src.Pauser.Pause(); err != nil {
-			return 0, fmt.Errorf("snapshot: %w", err)
+			return 0, st, fmt.Errorf("snapshot: %w", err)
 		}
 	}
 	start := time.Now()
@@ -112,41 +119,55 @@ func cut(ctx context.Context, src Source, dst string) (pause time.Duration, err 
 	}()
 	for _, d := range dbs {
 		if _, err := d.conn.ExecContext(ctx, "BEGIN"); err != nil {
-			return 0, fmt.Errorf("snapshot: %s: begin: %w", d.rel, err)
+			return 0, st, fmt.Errorf("snapshot: %s: begin: %w", d.rel, err)
 		}
 		// BEGIN is deferred: the first read fixes the snapshot the transaction sees.
 		var n int
 		if err := d.conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-			return 0, fmt.Errorf("snapshot: %s: read: %w", d.rel, err)
+			return 0, st, fmt.Errorf("snapshot: %s: read: %w", d.rel, err)
 		}
 	}
-	for _, rel := range src.Frozen {
-		if err := copyTree(ctx, src.DataDir, dst, rel); err != nil {
-			return 0, err
-		}
+	st.ReadTxns = time.Since(start)
+	// The frozen directories are read into memory during the pause and written out after
+	// it: reads come from the page cache, while creating files on the box's disk (inodes,
+	// journal) is what would stretch the pause.
+	frozen, err := readTrees(ctx, src.DataDir, src.Frozen)
+	if err != nil {
+		return 0, st, err
 	}
+	st.FrozenCopy = time.Since(start) - st.ReadTxns
 	if err := resume(); err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
+		return 0, st, fmt.Errorf("snapshot: %w", err)
 	}
 	if src.Pauser == nil {
 		pause = time.Since(start)
+	}
+	for _, f := range frozen {
+		out := filepath.Join(dst, filepath.FromSlash(f.rel))
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return pause, st, fmt.Errorf("snapshot: %w", err)
+		}
+		if err := os.WriteFile(out, f.data, 0o600); err != nil {
+			return pause, st, fmt.Errorf("snapshot: %w", err)
+		}
+		st.FrozenBytes += int64(len(f.data))
 	}
 
 	for _, d := range dbs {
 		out := filepath.Join(dst, filepath.FromSlash(d.rel))
 		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-			return pause, fmt.Errorf("snapshot: %w", err)
+			return pause, st, fmt.Errorf("snapshot: %w", err)
 		}
 		if err := backupDB(d.conn, out); err != nil {
-			return pause, fmt.Errorf("snapshot: copy %s: %w", d.rel, err)
+			return pause, st, fmt.Errorf("snapshot: copy %s: %w", d.rel, err)
 		}
 	}
 	for _, rel := range src.Files {
 		if err := copyTree(ctx, src.DataDir, dst, rel); err != nil {
-			return pause, err
+			return pause, st, err
 		}
 	}
-	return pause, nil
+	return pause, st, nil
 }
 
 // backupDB copies the database behind conn, as its open read transaction sees it, to out.
@@ -231,4 +252,53 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+type memFile struct {
+	rel  string
+	data []byte
+}
+
+// maxFrozen bounds what readTrees holds in memory. Dendrite's JetStream store keeps only
+// messages not yet consumed by every component (interest retention), a few MB at most.
+const maxFrozen = 256 << 20
+
+// readTrees reads every regular file under the given directories (relative to root).
+func readTrees(ctx context.Context, root string, dirs []string) ([]memFile, error) {
+	var out []memFile
+	var total int64
+	for _, rel := range dirs {
+		base := filepath.Join(root, filepath.FromSlash(rel))
+		err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !e.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if total += int64(len(b)); total > maxFrozen {
+				return fmt.Errorf("%s holds more than %d MB", rel, maxFrozen>>20)
+			}
+			r, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			out = append(out, memFile{rel: filepath.ToSlash(r), data: b})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: read %s: %w", rel, err)
+		}
+	}
+	return out, nil
 }
