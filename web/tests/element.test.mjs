@@ -4,7 +4,8 @@
 // recorded, and fails the test: the box must work with no internet at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, appendFileSync } from 'node:fs';
+import { writeFileSync, appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { startOutpost, launch, artifacts } from './harness.mjs';
@@ -215,6 +216,34 @@ test('messages go both ways, decrypted on both sides', async () => {
   }
   await shot(alice.page, '14-alice-chat');
   await shot(bob.page, '15-bob-chat');
+  assert.deepEqual(outside, []);
+});
+
+test('snapshot, restore while both stay signed in: new messages still decrypt both ways', async () => {
+  const usb = mkdtempSync(join(tmpdir(), 'outpost-usb-'));
+  const keyFile = join(usb, '..', 'outpost-recovery-' + Date.now() + '.txt');
+  writeFileSync(keyFile, box.cli(['recovery-key', 'new']), { mode: 0o600 });
+  box.cli(['targets', 'add', '--name', 'usb', '--kind', 'local', '--path', usb]);
+  assert.match(box.cli(['snapshot', 'now']), /verified restorable/);
+  // The conversation goes on after the snapshot; the restore rolls this back on the server.
+  await step(alice, 'send-after-snapshot', () => send(alice, 'Said after the snapshot.'));
+  await step(bob, 'recv-after-snapshot', () => tile(bob, 'Said after the snapshot.').waitFor({ timeout: 60000 }));
+  await box.offline(async () => {
+    const out = box.cli(['restore', '--kind', 'local', '--path', usb, '--recovery-key', keyFile]);
+    assert.match(out, /restored into/);
+  });
+  await box.waitHealthy();
+  // Both browsers were left open; their sessions continue against the restored server.
+  await step(alice, 'send-after-restore', () => send(alice, 'Hello again after the restore.'));
+  await step(bob, 'recv-after-restore', () => tile(bob, 'Hello again after the restore.').waitFor({ timeout: 120000 }));
+  await step(bob, 'send-after-restore', () => send(bob, 'Bob still reads and writes after the restore.'));
+  await step(alice, 'recv-after-restore', () => tile(alice, 'Bob still reads and writes after the restore.').waitFor({ timeout: 120000 }));
+  for (const p of [alice, bob]) {
+    assert.equal(await p.page.locator('.mx_DecryptionFailureBody').count(), 0, `${p.name} cannot decrypt a message after the restore`);
+  }
+  await shot(bob.page, '16-bob-after-restore');
+  rmSync(usb, { recursive: true, force: true });
+  rmSync(keyFile, { force: true });
   assert.deepEqual(outside, []);
 });
 

@@ -35,21 +35,33 @@ export async function startOutpost() {
   const tport = await freePort();
   const tlsport = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const log = openSync(join(artifacts, `outpostd-${port}.log`), 'w');
-  const proc = spawn(join(bin, 'outpostd'), ['-data', dataDir, '-http', `127.0.0.1:${port}`, '-https', `127.0.0.1:${sport}`,
-    '-turn', `127.0.0.1:${tport}`, '-turn-tls', `127.0.0.1:${tlsport}`,
-    '-dendrite', process.env.OUTPOST_DENDRITE || join(bin, 'dendrite'), '-log-level', 'debug'], { stdio: ['ignore', log, log] });
+  const log = openSync(join(artifacts, `outpostd-${port}.log`), 'a');
+  let proc;
   let exited = false;
-  proc.on('exit', () => { exited = true; });
-  for (let i = 0; ; i++) {
-    if (exited) throw new Error('outpostd exited during start; see ' + artifacts);
-    try {
-      const r = await fetch(base + '/healthz');
-      if (r.ok) break;
-    } catch (e) { /* not listening yet */ }
-    if (i > 300) throw new Error('outpostd did not start within 30s');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const spawnDaemon = async () => {
+    exited = false;
+    proc = spawn(join(bin, 'outpostd'), ['-data', dataDir, '-http', `127.0.0.1:${port}`, '-https', `127.0.0.1:${sport}`,
+      '-turn', `127.0.0.1:${tport}`, '-turn-tls', `127.0.0.1:${tlsport}`,
+      '-dendrite', process.env.OUTPOST_DENDRITE || join(bin, 'dendrite'), '-log-level', 'debug'], { stdio: ['ignore', log, log] });
+    proc.on('exit', () => { exited = true; });
+    for (let i = 0; ; i++) {
+      if (exited) throw new Error('outpostd exited during start; see ' + artifacts);
+      try {
+        const r = await fetch(base + '/healthz');
+        if (r.ok) break;
+      } catch (e) { /* not listening yet */ }
+      if (i > 300) throw new Error('outpostd did not start within 30s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const stopDaemon = async () => {
+    if (!exited) {
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await gone;
+    }
+  };
+  await spawnDaemon();
   return {
     base,
     sbase: `https://127.0.0.1:${sport}`,
@@ -71,11 +83,15 @@ export async function startOutpost() {
       }
       throw new Error('homeserver did not become healthy');
     },
+    // offline runs fn while outpostd is stopped (a restore by the CLI, say), then starts it
+    // again on the same addresses, as a box that was switched off and on.
+    async offline(fn) {
+      await stopDaemon();
+      await fn();
+      await spawnDaemon();
+    },
     async stop() {
-      if (!exited) {
-        proc.kill('SIGTERM');
-        await new Promise((r) => proc.once('exit', r));
-      }
+      await stopDaemon();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
