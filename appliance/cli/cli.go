@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, env Env) error {
 	defer cancel()
 	switch cmd, cmdArgs := rest[0], rest[1:]; cmd {
 	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage+snapshotUsage)
+		fmt.Fprint(env.Stdout, usage+snapshotUsage+provisionUsage)
 		return nil
 	case "status":
 		return status(ctx, c, cmdArgs, env)
@@ -163,6 +163,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return targetsCmd(longCtx, c, cmdArgs, env)
 	case "restore":
 		return restoreCmd(longCtx, c, *dataDir, cmdArgs, env)
+	case "provision":
+		return provisionCmd(cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}

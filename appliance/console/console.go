@@ -85,6 +85,7 @@ func New(c Console) *Console {
 	mux.HandleFunc("POST /admin/api/turn", c.admin(c.turnSet))
 	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
 	c.snapshotRoutes(mux)
+	mux.HandleFunc("POST /admin/api/password", c.admin(c.changeOwnPassword))
 	mux.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such console call"})
 	})
@@ -159,7 +160,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if err := audit.Record(r.Context(), c.Store.DB(), actor.String(), "console.sign_in", acct.UserID, ""); err != nil {
 		c.Log.Error("audit", "err", err)
 	}
-	adminapi.WriteJSON(w, http.StatusOK, map[string]string{"user_id": acct.UserID, "csrf": sess.CSRF})
+	adminapi.WriteJSON(w, http.StatusOK, c.sessionInfo(r.Context(), acct.UserID, sess.CSRF))
 }
 
 func (c *Console) session(w http.ResponseWriter, r *http.Request) {
@@ -168,7 +169,17 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusUnauthorized, adminapi.Error{Message: "not signed in"})
 		return
 	}
-	adminapi.WriteJSON(w, http.StatusOK, map[string]string{"user_id": sess.UserID, "csrf": sess.CSRF})
+	adminapi.WriteJSON(w, http.StatusOK, c.sessionInfo(r.Context(), sess.UserID, sess.CSRF))
+}
+
+// sessionInfo is what the page learns at sign-in: who, the CSRF token, and whether the
+// account must set its own password before anything else.
+func (c *Console) sessionInfo(ctx context.Context, userID, csrf string) map[string]any {
+	out := map[string]any{"user_id": userID, "csrf": csrf}
+	if acct, err := c.People.Lookup(ctx, userID); err == nil && c.mustChangePassword(ctx, acct.Localpart) {
+		out["must_change_password"] = true
+	}
+	return out
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
@@ -201,6 +212,11 @@ func (c *Console) admin(h handler) http.HandlerFunc {
 		if err != nil || !acct.Admin || acct.Deactivated {
 			c.sessions.EndUser(sess.UserID)
 			adminapi.WriteJSON(w, http.StatusUnauthorized, adminapi.Error{Message: "this account is no longer an administrator"})
+			return
+		}
+		if r.URL.Path != "/admin/api/password" && c.mustChangePassword(r.Context(), acct.Localpart) {
+			adminapi.WriteJSON(w, http.StatusForbidden, adminapi.Error{Field: "password_change",
+				Message: "set your own password first: the one this box was provisioned with works for the first sign-in only"})
 			return
 		}
 		h(w, r, audit.Actor{UserID: sess.UserID, Via: "console", IP: gateway.PeerIP(r)})

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"database/sql"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/invites"
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/platform"
+	"github.com/outpost-im/outpost/appliance/provision"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/appliance/snapshot"
@@ -38,6 +40,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/turn"
 	"github.com/outpost-im/outpost/appliance/version"
 	"github.com/outpost-im/outpost/appliance/wizard"
+	"github.com/outpost-im/outpost/provisioning"
 	"github.com/outpost-im/outpost/web"
 )
 
@@ -54,6 +57,10 @@ type Config struct {
 	Log      *slog.Logger
 	// Console receives the few lines a person at the box must see (how to finish setup).
 	Console io.Writer
+	// ProvisionSources are where a first-boot manifest may be, in order; ProvisionKey is the
+	// pinned company key file that manifests must be signed with ("" = none).
+	ProvisionSources []provision.Source
+	ProvisionKey     string
 }
 
 // errRestart ends one run of the daemon so that Run starts it over (to apply a staged
@@ -352,6 +359,10 @@ func runOnce(ctx context.Context, c Config) error {
 		printClaim(c.Console, httpLn.Addr(), claimCode)
 	}
 	go backupSvc.RunScheduler(ctx)
+	if !st.SetupComplete {
+		prov := &provision.Applier{Setup: setupSvc, Store: store, Backup: backupSvc, HSConfig: hsConfig, Log: log.With("component", "provisioning")}
+		go provisionAtBoot(ctx, c, prov, backupSvc, log)
+	}
 
 	<-ctx.Done()
 	log.Info("outpostd shutting down")
@@ -423,4 +434,62 @@ func listenAdmin(dataDir string) (net.Listener, error) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	return ln, nil
+}
+
+// ProvisionSources lists where outpostd looks for a manifest at first boot, in order: the
+// boot partition and a USB stick on the appliance, then the -provision file.
+func ProvisionSources(flagPath string) []provision.Source {
+	var out []provision.Source
+	for _, s := range platform.ProvisionPaths() {
+		out = append(out, provision.Source{Kind: s.Kind, Path: s.Path})
+	}
+	if flagPath != "" {
+		if abs, err := filepath.Abs(flagPath); err == nil {
+			flagPath = abs
+		}
+		out = append(out, provision.Source{Kind: "command line", Path: flagPath})
+	}
+	return out
+}
+
+// provisionAtBoot applies the first manifest found, then consumes it and takes the first
+// snapshot. A manifest that fails leaves the box unconfigured with the setup page available,
+// and says why on the console.
+func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *backup.Service, log *slog.Logger) {
+	src, ok := provision.Find(c.ProvisionSources)
+	if !ok {
+		return
+	}
+	var pinned ed25519.PublicKey
+	if c.ProvisionKey != "" {
+		text, err := os.ReadFile(c.ProvisionKey)
+		if err == nil {
+			pinned, err = provisioning.ParsePublicKey(string(text))
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Error("the pinned provisioning key cannot be read; refusing every manifest", "path", c.ProvisionKey, "err", err)
+			fmt.Fprintf(c.Console, "\n  Provisioning refused: the pinned company key %s cannot be read (%v).\n\n", c.ProvisionKey, err)
+			return
+		}
+	}
+	log.Info("provisioning manifest found", "source", src.Kind, "path", src.Path, "signed_required", pinned != nil)
+	m, err := provision.Load(src, pinned)
+	if err == nil {
+		err = a.Apply(ctx, m, src)
+	}
+	if err != nil {
+		log.Error("provisioning failed; the setup page is still available", "path", src.Path, "err", err)
+		fmt.Fprintf(c.Console, "\n  Provisioning from %s failed:\n    %v\n  Fix the manifest, or set the box up on its setup page.\n\n", src.Path, err)
+		return
+	}
+	if err := provision.Consume(src, m); err != nil {
+		log.Error("the applied manifest could not be wiped", "err", err)
+		fmt.Fprintf(c.Console, "\n  WARNING: %v\n\n", err)
+	}
+	fmt.Fprintf(c.Console, "\n  Provisioned from the %s as %s.\n\n", src.Kind, m.ServerName)
+	if m.Snapshots != nil {
+		if _, err := b.Snapshot(ctx, "", "provisioned", nil); err != nil {
+			log.Error("the first snapshot after provisioning failed; it is retried on schedule", "err", err)
+		}
+	}
 }

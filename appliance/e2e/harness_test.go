@@ -65,6 +65,8 @@ type daemon struct {
 	exited                chan struct{}
 	// dendrite overrides the homeserver binary (to make it fail on purpose).
 	dendrite string
+	// extra command-line arguments for outpostd (-provision, say).
+	extra []string
 }
 
 func freePort(t *testing.T) string {
@@ -78,12 +80,12 @@ func freePort(t *testing.T) string {
 }
 
 // startDaemon starts outpostd on dataDir and waits until its gateway answers.
-func startDaemon(t *testing.T, dataDir string) *daemon {
+func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	tmp := t.TempDir()
 	trustDirs.Store(dataDir, true)
 	t.Cleanup(func() { trustDirs.Delete(dataDir) })
-	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), saddr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt")}
+	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), saddr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt"), extra: extra}
 	d.start()
 	t.Cleanup(d.stop)
 	return d
@@ -107,8 +109,8 @@ func (d *daemon) start() {
 	if d.turnAddr == "" {
 		d.turnAddr, d.turnTLSAddr = freePort(t), freePort(t)
 	}
-	d.cmd = exec.Command(bins.outpostd, "-data", d.dataDir, "-http", d.addr, "-https", d.saddr,
-		"-turn", d.turnAddr, "-turn-tls", d.turnTLSAddr, "-dendrite", hs, "-log-level", "debug")
+	d.cmd = exec.Command(bins.outpostd, append([]string{"-data", d.dataDir, "-http", d.addr, "-https", d.saddr,
+		"-turn", d.turnAddr, "-turn-tls", d.turnTLSAddr, "-dendrite", hs, "-log-level", "debug"}, d.extra...)...)
 	d.cmd.Stdout, d.cmd.Stderr = conf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

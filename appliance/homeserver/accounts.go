@@ -107,3 +107,23 @@ func CountRooms(ctx context.Context, c Config) (int, error) {
 	}
 	return n, nil
 }
+
+// SetPasswordHash replaces an account's password with a bcrypt hash made elsewhere (a
+// provisioning manifest carries the hash, never the password). Dendrite stores and checks
+// bcrypt hashes, so the hash is written as is.
+func SetPasswordHash(ctx context.Context, c Config, localpart, hash string) error {
+	db, err := openDB(c.DatabasePath("userapi"), false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	res, err := db.ExecContext(ctx, `UPDATE userapi_accounts SET password_hash = ?
+		WHERE localpart = ? AND server_name = ? AND COALESCE(is_deactivated, 0) = 0`, hash, localpart, c.ServerName)
+	if err != nil {
+		return fmt.Errorf("homeserver: set password hash: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("homeserver: no active account %q", localpart)
+	}
+	return nil
+}

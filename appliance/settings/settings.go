@@ -70,6 +70,17 @@ type Settings struct {
 	SnapshotTime       string
 	SnapshotRetention  string
 	SnapshotsOff       bool
+
+	// PasswordChangeRequired lists (comma-separated) local parts whose password was a
+	// one-time password from provisioning: they must set their own at the first sign-in.
+	PasswordChangeRequired string
+	// Provisioning: where the manifest came from and when; the network and branding it
+	// carried (JSON, applied by the platform and shown in the console and Element).
+	ProvisionedFrom string
+	ProvisionedAt   time.Time
+	NetworkConfig   string
+	BrandName       string
+	SupportContact  string
 }
 
 // field binds a database key to a Settings field.
@@ -102,6 +113,12 @@ func (s *Settings) fields() []field {
 		{"snapshot_time", &s.SnapshotTime},
 		{"snapshot_retention", &s.SnapshotRetention},
 		{"snapshots_off", &s.SnapshotsOff},
+		{"password_change_required", &s.PasswordChangeRequired},
+		{"provisioned_from", &s.ProvisionedFrom},
+		{"provisioned_at", &s.ProvisionedAt},
+		{"network_config", &s.NetworkConfig},
+		{"brand_name", &s.BrandName},
+		{"support_contact", &s.SupportContact},
 	}
 }
 

@@ -20,6 +20,15 @@
     $('me').textContent = me;
     $('whoami').hidden = false;
     $('signin').hidden = true;
+    if (session.must_change_password) {
+      // A provisioned one-time password: nothing else until the admin has their own.
+      $('app').hidden = true;
+      $('loading').hidden = true;
+      $('set-password').hidden = false;
+      $('own-password').focus();
+      return;
+    }
+    $('set-password').hidden = true;
     $('app').hidden = false;
     $('loading').hidden = true;
     selectTab('overview');
@@ -478,6 +487,17 @@
           target: $('s-target').value, off: !$('s-on').checked,
         }));
         $('schedule-result').textContent = 'Saved.';
+      });
+    });
+
+    $('set-password-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const form = e.target;
+      submitForm(form, async () => {
+        // The field names the server uses are "password" and "confirm".
+        await api('POST', '/admin/api/password', { password: $('own-password').value, confirm: $('own-confirm').value });
+        form.reset();
+        signedIn(await api('GET', '/admin/api/session'));
       });
     });
 
