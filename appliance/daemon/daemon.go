@@ -302,6 +302,13 @@ func runOnce(ctx context.Context, c Config) error {
 		Static:     static,
 		FirstRun:   setup.FirstRunHandler(http.FileServerFS(static)),
 		Extra:      map[string]http.Handler{"/setup/": wz, "/admin/": con, "/invite/": con},
+		LoginGate: func(ctx context.Context, localpart string) error {
+			st, err := store.Get(ctx)
+			if err == nil && provision.InList(st.PasswordChangeRequired, localpart) {
+				return errors.New("This account still has the one-time password it was provisioned with. Sign in to the admin console at /admin/ and choose your own password first.")
+			}
+			return nil
+		},
 	})
 	publish(st)
 

@@ -104,6 +104,10 @@ func TestProvisioning(t *testing.T) {
 		CSRF       string `json:"csrf"`
 		MustChange bool   `json:"must_change_password"`
 	}
+	// Element (any Matrix client) cannot sign in with the one-time password either.
+	if err := newClient(t, d.surl("")).do("POST", "/_matrix/client/v3/login", loginBody("boss", otp[1]), nil); err == nil || !strings.Contains(err.Error(), "admin console") {
+		t.Fatalf("Matrix login with the one-time password: %v", err)
+	}
 	b.mustCall("POST", "/admin/api/login", map[string]string{"username": "boss", "password": otp[1]}, &sess)
 	if !sess.MustChange {
 		t.Fatal("the console does not ask for a new password")

@@ -4,9 +4,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -39,13 +41,14 @@ type Homeserver interface {
 
 // Gateway is an http.Handler.
 type Gateway struct {
-	hs       Homeserver
-	log      *slog.Logger
-	state    atomic.Pointer[State]
-	proxy    *httputil.ReverseProxy
-	static   http.Handler
-	firstRun http.Handler
-	mux      *http.ServeMux
+	loginGate func(ctx context.Context, localpart string) error
+	hs        Homeserver
+	log       *slog.Logger
+	state     atomic.Pointer[State]
+	proxy     *httputil.ReverseProxy
+	static    http.Handler
+	firstRun  http.Handler
+	mux       *http.ServeMux
 	// readyWait bounds how long a request waits for a restarting or paused homeserver.
 	readyWait time.Duration
 }
@@ -60,11 +63,14 @@ type Options struct {
 	FirstRun http.Handler
 	// Extra handlers mounted by other packages (setup wizard, admin console), by pattern.
 	Extra map[string]http.Handler
+	// LoginGate, when set, may refuse a Matrix password login for a local part (an account
+	// that must first replace a one-time password in the admin console).
+	LoginGate func(ctx context.Context, localpart string) error
 }
 
 // New builds the gateway. Call SetState before serving.
 func New(o Options) *Gateway {
-	g := &Gateway{hs: o.Homeserver, log: o.Log, readyWait: 30 * time.Second, firstRun: o.FirstRun}
+	g := &Gateway{hs: o.Homeserver, log: o.Log, readyWait: 30 * time.Second, firstRun: o.FirstRun, loginGate: o.LoginGate}
 	g.state.Store(&State{})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:   g.rewrite,
@@ -152,7 +158,45 @@ func (g *Gateway) matrix(w http.ResponseWriter, r *http.Request) {
 		matrixError(w, http.StatusServiceUnavailable, "M_UNKNOWN", "The homeserver is starting. Try again in a moment.")
 		return
 	}
+	if g.loginGate != nil && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/login") {
+		if !g.checkLogin(w, r) {
+			return
+		}
+	}
 	g.proxy.ServeHTTP(w, r)
+}
+
+// checkLogin applies LoginGate to a password login. The body is read (it is small) and put
+// back for the homeserver.
+func (g *Gateway) checkLogin(w http.ResponseWriter, r *http.Request) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		matrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Could not read the request.")
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var in struct {
+		Type       string `json:"type"`
+		User       string `json:"user"`
+		Identifier struct {
+			Type string `json:"type"`
+			User string `json:"user"`
+		} `json:"identifier"`
+	}
+	if json.Unmarshal(body, &in) != nil || in.Type != "m.login.password" {
+		return true
+	}
+	user := in.Identifier.User
+	if user == "" {
+		user = in.User
+	}
+	localpart := strings.ToLower(strings.TrimPrefix(user, "@"))
+	localpart, _, _ = strings.Cut(localpart, ":")
+	if err := g.loginGate(r.Context(), localpart); err != nil {
+		matrixError(w, http.StatusForbidden, "M_FORBIDDEN", err.Error())
+		return false
+	}
+	return true
 }
 
 func isFederationPath(p string) bool {
