@@ -8,6 +8,8 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/target"
 	"github.com/outpost-im/outpost/appliance/target/localdir"
+	"github.com/outpost-im/outpost/appliance/target/s3"
+	"github.com/outpost-im/outpost/appliance/target/webdav"
 )
 
 // Open connects to the target c describes.
@@ -17,7 +19,20 @@ func Open(ctx context.Context, c target.Config) (target.Target, error) {
 	}
 	switch c.Kind {
 	case target.KindLocal:
-		return localdir.Open(c.Path)
+		return wrap(localdir.Open(c.Path))
+	case target.KindS3:
+		return wrap(s3.Open(ctx, c))
+	case target.KindWebDAV:
+		return wrap(webdav.Open(ctx, c))
 	}
 	return nil, fmt.Errorf("target kind %q is not available in this build", c.Kind)
+}
+
+// wrap turns a kind's (*T, error) into (target.Target, error) without a typed nil: a nil
+// *T in an interface would compare non-nil.
+func wrap[T target.Target](t T, err error) (target.Target, error) {
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }

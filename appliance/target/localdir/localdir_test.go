@@ -12,6 +12,7 @@ func TestContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	targettest.Run(t, d)
+	targettest.Snapshot(t, d)
 }
 
 func TestOpenMissingDir(t *testing.T) {
