@@ -54,6 +54,8 @@ func fakeData(t *testing.T) (string, Source) {
 	os.WriteFile(filepath.Join(dir, "homeserver/matrix_key.pem"), []byte("KEY"), 0o600)
 	os.WriteFile(filepath.Join(dir, "tls/ca.key"), []byte("CA"), 0o600)
 	os.WriteFile(filepath.Join(dir, "homeserver/jetstream/stream/1.blk"), []byte("events"), 0o600)
+	// JetStream's own index files are named *.db but are not SQLite.
+	os.WriteFile(filepath.Join(dir, "homeserver/jetstream/stream/index.db"), []byte("\x16\x02nats index"), 0o600)
 	os.WriteFile(filepath.Join(dir, "homeserver/media/aa/bb/file"), bytes.Repeat([]byte("picture"), 1000), 0o600)
 	os.WriteFile(filepath.Join(dir, "homeserver/media/aa/bb/copy"), bytes.Repeat([]byte("picture"), 1000), 0o600)
 	os.WriteFile(filepath.Join(dir, "homeserver/media/tmp/partial"), []byte("half an upload"), 0o600)

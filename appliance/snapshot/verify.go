@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"database/sql"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -96,6 +97,10 @@ func checkDatabases(ctx context.Context, dir string) (int, error) {
 		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".db") {
 			return err
 		}
+		// JetStream keeps its own index.db files, which are not SQLite: check by header.
+		if ok, err := isSQLite(p); err != nil || !ok {
+			return err
+		}
 		rel, _ := filepath.Rel(dir, p)
 		db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: p}).String())
 		if err != nil {
@@ -116,3 +121,15 @@ func checkDatabases(ctx context.Context, dir string) (int, error) {
 }
 
 func timeFromNanos(ns int64) time.Time { return time.Unix(0, ns) }
+
+// isSQLite reports whether p starts with SQLite's file header.
+func isSQLite(p string) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	hdr := make([]byte, 16)
+	n, _ := io.ReadFull(f, hdr)
+	return string(hdr[:n]) == "SQLite format 3\x00", nil
+}
