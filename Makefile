@@ -17,7 +17,7 @@ ELEMENT   := web/element
 ELEMENT_SRC := $(shell find $(ELEMENT)/src $(ELEMENT)/patches -type f 2>/dev/null) \
 	$(ELEMENT)/index.html $(ELEMENT)/build.mjs $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
 
-.PHONY: bench load
+.PHONY: bench load bench-snapshot
 .PHONY: all build run test test-go test-browser test-element-cves web lint dendrite clean bench-turn
 
 all: build
@@ -63,7 +63,7 @@ lint:
 	$(GO) vet ./...
 
 # Every test tier. Integration tests get the real dendrite and must not skip.
-test: lint test-element-cves test-go test-browser
+test: lint test-element-cves test-go test-browser test-image
 
 test-go: $(BIN)/dendrite $(ELEMENT)/dist/.built
 	OUTPOST_DENDRITE=$(BIN)/dendrite OUTPOST_REQUIRE_DENDRITE=1 \
@@ -96,6 +96,14 @@ bench: build $(BIN)/dendrite-generate-config $(BIN)/outpost-bench
 		-direct-users 20 -out docs/benchmarks.md -json test-artifacts/bench/bench.json \
 		-profile-dir test-artifacts/bench -command "make bench"
 
+# Snapshot pause at ~1 GB of homeserver state under a sending client (docs/snapshot-bench.md).
+SNAP_RUNS ?= 12
+SNAP_STATE_MB ?= 1024
+bench-snapshot: $(BIN)/dendrite
+	OUTPOST_DENDRITE=$(BIN)/dendrite OUTPOST_BENCH_SNAPSHOT=$(SNAP_RUNS) OUTPOST_BENCH_STATE_MB=$(SNAP_STATE_MB) \
+		OUTPOST_BENCH_OUT=$(CURDIR)/docs/snapshot-bench.md \
+		$(GO) test -count=1 -timeout 60m -v -run TestSnapshotPauseBench ./appliance/e2e/
+
 load: build $(BIN)/outpost-load
 	$(BIN)/outpost-load -start outpost -bin $(BIN) -users $(or $(USERS),20)
 
@@ -108,3 +116,28 @@ clean:
 	rm -rf $(BIN)
 
 FORCE:
+
+# ---- appliance image (issue #8): image, test-image, flash ---------------------------------
+# `make image ARCH=amd64|arm64` builds out/image/outpost-$(ARCH).img (gokrazy, pinned in
+# firmware/), formats its /perm and fails when the root file system overflows its partition.
+# `make test-image` builds both images and boots the amd64 one in QEMU (firmware/imagetest).
+# `make flash DEVICE=/dev/sdX` writes the image to a removable disk after a confirmation.
+ARCH      ?= amd64
+IMAGE_DIR := $(CURDIR)/out/image
+IMAGE     := $(IMAGE_DIR)/outpost-$(ARCH).img
+
+.PHONY: image test-image flash
+
+image: $(ELEMENT)/dist/.built
+	firmware/build-image.sh $(ARCH) $(IMAGE_DIR) $(VERSION)
+
+test-image: $(ELEMENT)/dist/.built
+	firmware/build-image.sh arm64 $(IMAGE_DIR) $(VERSION)
+	firmware/build-image.sh amd64 $(IMAGE_DIR) $(VERSION)
+	OUTPOST_IMAGE=$(IMAGE_DIR)/outpost-amd64.img OUTPOST_REQUIRE_IMAGE=1 \
+		$(GO) test -count=1 -timeout 40m -v -run TestImageInQEMU ./firmware/imagetest
+
+flash:
+	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [ARCH=amd64|arm64]"; exit 2; }
+	@test -f $(IMAGE) || { echo "$(IMAGE) is missing: run make image ARCH=$(ARCH) first"; exit 2; }
+	$(GO) run ./firmware/cmd/outpost-flash -image $(IMAGE) -device $(DEVICE)

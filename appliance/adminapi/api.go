@@ -24,6 +24,7 @@ type Status struct {
 	Versions         Versions          `json:"versions"`
 	StartedAt        time.Time         `json:"started_at"`
 	DataDir          string            `json:"data_dir"`
+	Hardware         string            `json:"hardware,omitempty"`
 	DataBytes        int64             `json:"data_bytes"`
 	DiskFreeBytes    int64             `json:"disk_free_bytes"`
 	HTTPAddr         string            `json:"http_addr"`

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
 	"github.com/outpost-im/outpost/appliance/people"
+	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/appliance/targetstore"
@@ -111,6 +112,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		Versions:         Versions{Outpost: version.String(), Go: runtime.Version()},
 		StartedAt:        s.StartedAt,
 		DataDir:          s.DataDir,
+		Hardware:         platform.Model(),
 		DataBytes:        dirSize(s.DataDir),
 		HTTPAddr:         s.HTTPAddr,
 		HTTPSURL:         s.HTTPSURL,

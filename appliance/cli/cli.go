@@ -543,6 +543,9 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 	fmt.Fprintf(w, "Versions:     outpost %s, dendrite %s, %s\n", st.Versions.Outpost, orUnknown(st.Versions.Dendrite), st.Versions.Go)
 	fmt.Fprintf(w, "Up since:     %s\n", st.StartedAt.Local().Format("2006-01-02 15:04:05"))
 	fmt.Fprintf(w, "Data dir:     %s (%s used, %s free)\n", st.DataDir, bytesHuman(st.DataBytes), bytesHuman(st.DiskFreeBytes))
+	if st.Hardware != "" {
+		fmt.Fprintf(w, "Hardware:     %s\n", st.Hardware)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -111,4 +112,35 @@ func LANAddresses() []net.IP {
 		}
 	}
 	return append(v4, v6...)
+}
+
+// BoxURLs turns a listen address into the URLs people type: an unspecified host (":443",
+// "[::]:80") becomes one URL per LAN address, and the scheme's default port is left out.
+func BoxURLs(scheme, listenAddr, path string) []string {
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return []string{scheme + "://" + listenAddr + path}
+	}
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	hostport := func(h string) string {
+		if port == "" {
+			if strings.Contains(h, ":") {
+				return "[" + h + "]"
+			}
+			return h
+		}
+		return net.JoinHostPort(h, port)
+	}
+	var urls []string
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		for _, ip := range LANAddresses() {
+			urls = append(urls, scheme+"://"+hostport(ip.String())+path)
+		}
+	}
+	if len(urls) == 0 {
+		urls = append(urls, scheme+"://"+hostport(host)+path)
+	}
+	return urls
 }

@@ -114,3 +114,25 @@ func Probe(ctx context.Context, t Target) error {
 	}
 	return nil
 }
+
+// ContextReader stops reading r once ctx is done, so a cancelled Put does not go on reading
+// (and encrypting) a large source only to throw it away.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// WriterOnly hides a writer's ReadFrom, so a bufio.Writer in front of it fills whole
+// buffers instead of handing the source straight to the (slow, per-call round trip) file.
+type WriterOnly struct{ W io.Writer }
+
+func (w WriterOnly) Write(p []byte) (int, error) { return w.W.Write(p) }

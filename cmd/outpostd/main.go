@@ -25,6 +25,8 @@ func main() {
 	flag.StringVar(&c.TURNAddr, "turn", platform.DefaultTURNAddr(), "TURN listen address, UDP and TCP (empty: off)")
 	flag.StringVar(&c.TURNTLSAddr, "turn-tls", platform.DefaultTURNTLSAddr(), "TURN over TLS listen address (empty: off)")
 	flag.StringVar(&c.Dendrite, "dendrite", platform.DefaultDendrite(), "path of the dendrite binary")
+	provision := flag.String("provision", "", "apply this provisioning manifest at first boot (see docs/provisioning.md)")
+	flag.StringVar(&c.ProvisionKey, "provision-key", platform.DefaultProvisionKey(), "company public key manifests must be signed with (empty: unsigned manifests are accepted)")
 	level := flag.String("log-level", "info", "debug, info, warn or error (debug includes the access log)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -34,10 +36,19 @@ func main() {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		log.Fatalf("outpostd: -log-level: %v", err)
 	}
-	c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	c.Console = platform.Console()
+	c.ProvisionSources = daemon.ProvisionSources(*provision)
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})
+	if platform.OnGokrazy() {
+		// gokrazy keeps our stderr only in a small ring in memory: warnings and errors also
+		// go to the serial console and the screen.
+		h = platform.ConsoleHandler(h, c.Console, slog.LevelWarn)
+	}
+	c.Log = slog.New(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// On the appliance: clock, /perm size and console reports, before any data is opened.
+	platform.Boot(ctx, c.Log, c.Console)
 	if err := daemon.Run(ctx, c); err != nil {
 		fmt.Fprintf(os.Stderr, "outpostd: %v\n", err)
 		os.Exit(1)

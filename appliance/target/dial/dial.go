@@ -9,6 +9,8 @@ import (
 	"github.com/outpost-im/outpost/appliance/target"
 	"github.com/outpost-im/outpost/appliance/target/localdir"
 	"github.com/outpost-im/outpost/appliance/target/s3"
+	"github.com/outpost-im/outpost/appliance/target/sftp"
+	"github.com/outpost-im/outpost/appliance/target/smb"
 	"github.com/outpost-im/outpost/appliance/target/webdav"
 )
 
@@ -20,12 +22,16 @@ func Open(ctx context.Context, c target.Config) (target.Target, error) {
 	switch c.Kind {
 	case target.KindLocal:
 		return wrap(localdir.Open(c.Path))
+	case target.KindSMB:
+		return wrap(smb.Open(ctx, c))
+	case target.KindSFTP:
+		return wrap(sftp.Open(ctx, c))
 	case target.KindS3:
 		return wrap(s3.Open(ctx, c))
 	case target.KindWebDAV:
 		return wrap(webdav.Open(ctx, c))
 	}
-	return nil, fmt.Errorf("target kind %q is not available in this build", c.Kind)
+	return nil, fmt.Errorf("unknown target kind %q", c.Kind)
 }
 
 // wrap turns a kind's (*T, error) into (target.Target, error) without a typed nil: a nil

@@ -59,7 +59,7 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(f, target.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("localdir: write %s: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -76,19 +76,6 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) error {
 		return fmt.Errorf("localdir: %w", err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Get implements target.Target.

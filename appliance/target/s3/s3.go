@@ -194,7 +194,7 @@ func (t *Target) Put(ctx context.Context, name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	r = ctxReader{ctx, r}
+	r = target.ContextReader(ctx, r)
 	head := make([]byte, smallPut)
 	n, err := io.ReadFull(r, head)
 	switch {
@@ -220,20 +220,6 @@ func (t *Target) Put(ctx context.Context, name string, r io.Reader) error {
 		return t.describe("put "+name, err)
 	}
 	return nil
-}
-
-// ctxReader stops reading the source once ctx is done, so a cancelled Put does not keep
-// encrypting a large file only to throw it away.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Get implements target.Target.

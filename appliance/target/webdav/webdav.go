@@ -282,7 +282,7 @@ func (t *Target) removeTemp(ctx context.Context, tmp string, aborted bool) {
 // put uploads r as p (see the package comment for why not gowebdav's WriteStream). sent
 // reports whether a request went out, i.e. whether p may exist after an error.
 func (t *Target) put(ctx context.Context, p string, r io.Reader) (sent bool, err error) {
-	r = ctxReader{ctx, r}
+	r = target.ContextReader(ctx, r)
 	head := make([]byte, smallPut)
 	n, err := io.ReadFull(r, head)
 	var body io.Reader
@@ -374,19 +374,6 @@ func (t *Target) do(ctx context.Context, method, p string, body io.Reader, lengt
 			}
 		}
 	}
-}
-
-// ctxReader stops reading the source once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Get implements target.Target.

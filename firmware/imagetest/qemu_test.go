@@ -1,0 +1,175 @@
+package imagetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// vm is one boot of the image under QEMU (software emulation, no KVM). The disk persists
+// across boots; every boot gets a fresh serial log.
+type vm struct {
+	t          *testing.T
+	dir, disk  string
+	http, tls  int // forwarded host ports for the guest's :80 and :443
+	boots      int
+	cmd        *exec.Cmd
+	serial     string
+	started    time.Time
+	exited     chan error
+	monitorSoc string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// boot starts QEMU under timeout(1), so a hung test can never leave a VM behind.
+func (v *vm) boot() {
+	v.t.Helper()
+	v.boots++
+	v.serial = filepath.Join(v.dir, fmt.Sprintf("serial-%d.log", v.boots))
+	v.monitorSoc = filepath.Join(v.dir, fmt.Sprintf("monitor-%d.sock", v.boots))
+	args := []string{"--kill-after=10", "1200", "qemu-system-x86_64",
+		// No -no-reboot: a guest reboot (panic=10 is on gokrazy's kernel command line) resets
+		// the VM as it would a real box; a power-off still ends QEMU.
+		"-nodefaults",
+		"-machine", "q35", "-smp", "2", "-m", "1024",
+		"-display", "none", "-vga", "none",
+		"-drive", "file=" + v.disk + ",format=raw,if=virtio",
+		// restrict=on: the guest reaches nothing but the forwarded ports, which listen on
+		// 127.0.0.1 only.
+		"-netdev", fmt.Sprintf("user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:443", v.http, v.tls),
+		"-device", "virtio-net-pci,netdev=n",
+		"-serial", "file:" + v.serial,
+		"-monitor", "unix:" + v.monitorSoc + ",server,nowait",
+	}
+	v.cmd = exec.Command("timeout", args...)
+	var out bytes.Buffer
+	v.cmd.Stdout, v.cmd.Stderr = &out, &out
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	v.started = time.Now()
+	if err := v.cmd.Start(); err != nil {
+		v.t.Fatalf("start QEMU: %v", err)
+	}
+	v.exited = make(chan error, 1)
+	go func() {
+		err := v.cmd.Wait()
+		if err != nil && out.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, out.String())
+		}
+		v.exited <- err
+	}()
+	v.t.Logf("boot %d: QEMU pid %d", v.boots, v.cmd.Process.Pid)
+}
+
+// panicked reports whether the guest kernel panicked during this boot. Under software
+// emulation (TCG, -smp 2) Linux 7.1 has been seen to die early in boot with an int3 Oops in
+// run_timer_softirq (a code-patching race of the emulator, never on hardware); panic=10 then
+// reboots it, and the test logs it rather than failing.
+func (v *vm) panicked() bool { return strings.Contains(v.console(), "Kernel panic") }
+
+// console returns what the guest printed on its serial console so far.
+func (v *vm) console() string {
+	b, _ := os.ReadFile(v.serial)
+	return string(b)
+}
+
+// waitConsole waits for re on the serial console and returns its submatches.
+func (v *vm) waitConsole(re *regexp.Regexp, timeout time.Duration) []string {
+	v.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(v.console()); m != nil {
+			return m
+		}
+		select {
+		case err := <-v.exited:
+			v.exited <- err
+			v.t.Fatalf("QEMU exited (%v) while waiting for %q; console:\n%s", err, re, tail(v.console()))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	v.t.Fatalf("no %q on the console after %s; console:\n%s", re, timeout, tail(v.console()))
+	return nil
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
+}
+
+// powerButton presses the ACPI power button (gokrazy stops its services, unmounts /perm and
+// powers off) and waits for QEMU to exit.
+func (v *vm) powerButton(timeout time.Duration) {
+	v.t.Helper()
+	c, err := net.Dial("unix", v.monitorSoc)
+	if err != nil {
+		v.t.Fatalf("QEMU monitor: %v", err)
+	}
+	defer c.Close()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := c.Write([]byte("system_powerdown\n")); err != nil {
+		v.t.Fatalf("QEMU monitor: %v", err)
+	}
+	select {
+	case err := <-v.exited:
+		if err != nil {
+			v.t.Fatalf("QEMU after power-off: %v", err)
+		}
+	case <-time.After(timeout):
+		v.kill()
+		v.t.Fatalf("the guest did not power off within %s; console:\n%s", timeout, tail(v.console()))
+	}
+}
+
+// kill pulls the plug: SIGKILL to QEMU (and timeout, its parent).
+func (v *vm) kill() {
+	if v.cmd == nil || v.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // the group may be gone
+	select {
+	case <-v.exited:
+	case <-time.After(30 * time.Second):
+	}
+	v.cmd = nil
+}
+
+// since is the time since this boot's power-on.
+func (v *vm) since() time.Duration { return time.Since(v.started).Round(100 * time.Millisecond) }
+
+// waitHTTP polls url until it answers with want (any status if want is 0).
+func waitHTTP(ctx context.Context, get func(context.Context) (int, error), want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		code, err := get(ctx)
+		if err == nil && (want == 0 || code == want) {
+			return nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("HTTP %d", code)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s: %v", timeout, last)
+}
