@@ -128,14 +128,15 @@ IMAGE     := $(IMAGE_DIR)/outpost-$(ARCH).img
 
 .PHONY: image test-image flash
 
+# PROVISION=manifest.json bakes a provisioning manifest into the image's boot partition.
 image: $(ELEMENT)/dist/.built
-	firmware/build-image.sh $(ARCH) $(IMAGE_DIR) $(VERSION)
+	OUTPOST_PROVISION=$(if $(PROVISION),$(abspath $(PROVISION))) firmware/build-image.sh $(ARCH) $(IMAGE_DIR) $(VERSION)
 
 test-image: $(ELEMENT)/dist/.built
 	firmware/build-image.sh arm64 $(IMAGE_DIR) $(VERSION)
 	firmware/build-image.sh amd64 $(IMAGE_DIR) $(VERSION)
 	OUTPOST_IMAGE=$(IMAGE_DIR)/outpost-amd64.img OUTPOST_REQUIRE_IMAGE=1 \
-		$(GO) test -count=1 -timeout 40m -v -run TestImageInQEMU ./firmware/imagetest
+		$(GO) test -count=1 -timeout 40m -v -run 'TestImageInQEMU|TestProvisionedImageInQEMU' ./firmware/imagetest
 
 flash:
 	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [ARCH=amd64|arm64]"; exit 2; }

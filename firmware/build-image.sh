@@ -71,7 +71,25 @@ start=$(date +%s)
 read -r perm_off perm_bytes < <(cd "$root" && go run ./firmware/cmd/outpost-imagecheck -perm-extent "$img")
 # 4 KiB blocks (the default for a 180 MiB file system would be 1 KiB, which online growth to
 # a large disk handles badly); no reserved blocks (everything on the box runs as root anyway).
-mkfs.ext4 -q -F -L outpost-perm -b 4096 -m 0 -E "offset=$perm_off" "$img" "$((perm_bytes / 1024))k"
+# Zero-touch provisioning (make image PROVISION=manifest.json): the manifest and its
+# signature are written into /perm as the file system is made (mkfs.ext4 -d), where outpostd
+# looks at first boot (docs/provisioning.md). Not the FAT boot partition: gokrazy sizes that
+# file system to its content (0 bytes free, 16 root directory slots).
+seed=()
+if [ -n "${OUTPOST_PROVISION:-}" ]; then
+	(cd "$root" && go run ./cmd/outpost provision check "$OUTPOST_PROVISION") || { echo "build-image.sh: $OUTPOST_PROVISION is not a valid manifest" >&2; exit 1; }
+	permseed="$out/permseed-$arch"
+	rm -rf "$permseed"
+	mkdir -p "$permseed"
+	install -m 0600 "$OUTPOST_PROVISION" "$permseed/outpost-provision.json"
+	if [ -f "$OUTPOST_PROVISION.sig" ]; then
+		install -m 0600 "$OUTPOST_PROVISION.sig" "$permseed/outpost-provision.json.sig"
+	fi
+	seed=(-d "$permseed")
+	echo "build-image.sh: provisioning manifest $OUTPOST_PROVISION goes into /perm"
+fi
+mkfs.ext4 -q -F -L outpost-perm -b 4096 -m 0 -E "offset=$perm_off" "${seed[@]}" "$img" "$((perm_bytes / 1024))k"
+if [ -n "${permseed:-}" ]; then rm -rf "$permseed"; fi
 
 (cd "$root" && go run ./firmware/cmd/outpost-imagecheck "$img")
 echo "build-image.sh: $img ready in $(( $(date +%s) - start ))s"

@@ -61,6 +61,9 @@ type Config struct {
 	// pinned company key file that manifests must be signed with ("" = none).
 	ProvisionSources []provision.Source
 	ProvisionKey     string
+	// MountProvisionMedia makes the sources readable (the appliance mounts its boot
+	// partition) and returns how to undo it; nil on a laptop.
+	MountProvisionMedia func() (func(), error)
 }
 
 // errRestart ends one run of the daemon so that Run starts it over (to apply a staged
@@ -463,6 +466,14 @@ func ProvisionSources(flagPath string) []provision.Source {
 // snapshot. A manifest that fails leaves the box unconfigured with the setup page available,
 // and says why on the console.
 func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *backup.Service, log *slog.Logger) {
+	if c.MountProvisionMedia != nil {
+		unmount, err := c.MountProvisionMedia()
+		if err != nil {
+			log.Warn("cannot look for a provisioning manifest on the boot partition", "err", err)
+		} else {
+			defer unmount()
+		}
+	}
 	src, ok := provision.Find(c.ProvisionSources)
 	if !ok {
 		return

@@ -10,3 +10,6 @@ import (
 
 // Boot does nothing off Linux: the appliance is always gokrazy on Linux.
 func Boot(context.Context, *slog.Logger, io.Writer) {}
+
+// MountBootPartition does nothing off Linux.
+func MountBootPartition() (func(), error) { return func() {}, nil }

@@ -18,13 +18,17 @@ const (
 )
 
 // ProvisionPaths lists, in the order they are checked, where a manifest may be on this
-// platform: the image's boot (FAT) partition, then USB sticks. A laptop has neither; it
-// uses -provision.
+// platform: the image's boot (FAT) partition, the image's /perm (where `make image
+// PROVISION=` puts it), then USB sticks. A laptop has none of them; it uses -provision.
 func ProvisionPaths() []ProvisionSource {
 	if !OnGokrazy() {
 		return nil
 	}
-	out := []ProvisionSource{{Kind: "boot partition", Path: filepath.Join(BootMount, "outpost-provision.json")}}
+	out := []ProvisionSource{
+		{Kind: "boot partition", Path: filepath.Join(BootMount, "outpost-provision.json")},
+		// make image PROVISION=… puts it here (the FAT boot partition has no free space).
+		{Kind: "image", Path: "/perm/outpost-provision.json"},
+	}
 	sticks, _ := filepath.Glob(filepath.Join(USBMounts, "*", "outpost-provision.json"))
 	sort.Strings(sticks)
 	for _, p := range sticks {

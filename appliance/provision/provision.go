@@ -197,9 +197,31 @@ func Consume(src Source, m *provisioning.Manifest) error {
 		return fmt.Errorf("cannot write %s: %w", applied, err)
 	}
 	for _, p := range []string{src.Path, src.Path + provisioning.SigSuffix} {
+		// Overwrite before deleting: a deleted file's blocks keep its content on a stick
+		// or partition until something else is written there.
+		if err := zeroFill(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot wipe %s (it holds secrets; delete it by hand): %w", p, err)
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("cannot delete %s (it holds secrets; delete it by hand): %w", p, err)
 		}
 	}
 	return atomicfile.SyncDir(filepath.Dir(src.Path))
+}
+
+// zeroFill overwrites a file's content in place and syncs it.
+func zeroFill(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(make([]byte, fi.Size())); err != nil {
+		return err
+	}
+	return f.Sync()
 }

@@ -38,6 +38,9 @@ func main() {
 	}
 	c.Console = platform.Console()
 	c.ProvisionSources = daemon.ProvisionSources(*provision)
+	if platform.OnGokrazy() {
+		c.MountProvisionMedia = platform.MountBootPartition
+	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})
 	if platform.OnGokrazy() {
 		// gokrazy keeps our stderr only in a small ring in memory: warnings and errors also

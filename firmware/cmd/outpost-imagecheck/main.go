@@ -5,6 +5,7 @@
 //
 //	outpost-imagecheck IMAGE           check and print the figures
 //	outpost-imagecheck -perm-extent IMAGE   print the /perm partition's offset and size in bytes
+//	outpost-imagecheck -boot-extent IMAGE   the same for the boot (FAT) partition
 package main
 
 import (
@@ -31,6 +32,7 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("outpost-imagecheck: ")
 	permExtent := flag.Bool("perm-extent", false, "print the /perm partition's byte offset and size and exit")
+	bootExtent := flag.Bool("boot-extent", false, "print the boot (FAT) partition's byte offset and size and exit")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		log.Fatal("usage: outpost-imagecheck [-perm-extent] IMAGE")
@@ -40,14 +42,18 @@ func main() {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	if *permExtent {
+	if *permExtent || *bootExtent {
 		t, err := gpt.Read(f)
 		if err != nil {
 			log.Fatal(err)
 		}
-		p, ok := t.Partition(permPart)
+		n, what := permPart, "/perm"
+		if *bootExtent {
+			n, what = 1, "boot"
+		}
+		p, ok := t.Partition(n)
 		if !ok {
-			log.Fatal("no /perm partition")
+			log.Fatalf("no %s partition", what)
 		}
 		fmt.Println(p.Start(), p.Size())
 		return

@@ -1,0 +1,135 @@
+package imagetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/outpost-im/outpost/appliance/gpt"
+)
+
+var provisionedRE = regexp.MustCompile(`Provisioned from the image as (\S+)\.`)
+
+// TestProvisionedImageInQEMU is zero-touch provisioning on the real image: a manifest baked
+// into the image (make image PROVISION=…) sets the box up on its first boot with no setup
+// page, and is gone from the image afterwards, leaving a copy without secrets.
+func TestProvisionedImageInQEMU(t *testing.T) {
+	if os.Getenv("OUTPOST_IMAGE") == "" {
+		if os.Getenv("OUTPOST_REQUIRE_IMAGE") != "" {
+			t.Fatal("OUTPOST_IMAGE is not set (make test-image sets it)")
+		}
+		t.Skip("OUTPOST_IMAGE not set: run `make test-image`")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "timeout", "debugfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s missing (apt-get install qemu-system-x86 e2fsprogs)", tool)
+		}
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password("boss")), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := map[string]any{
+		"outpost_manifest": 1,
+		"server_name":      "branch.test",
+		"admin":            map[string]string{"username": "boss", "password_hash": string(hash)},
+		"branding":         map[string]string{"name": "ACME Branch 17"},
+	}
+	mb, _ := json.MarshalIndent(manifest, "", "  ")
+	mpath := filepath.Join(dir, "branch.json")
+	if err := os.WriteFile(mpath, mb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The same build `make image PROVISION=branch.json` runs.
+	start := time.Now()
+	build := exec.Command("firmware/build-image.sh", "amd64", filepath.Join(dir, "out"), "provisioning-test")
+	build.Dir = root
+	build.Env = append(os.Environ(), "OUTPOST_PROVISION="+mpath)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the provisioned image: %v\n%s", err, out)
+	}
+	t.Logf("MEASURE provisioned image built in %s", time.Since(start).Round(time.Second))
+	img := filepath.Join(dir, "out", "outpost-amd64.img")
+	if out := permFile(t, img, "/outpost-provision.json"); !strings.Contains(out, "branch.test") {
+		t.Fatalf("the manifest is not in the image's /perm: %q", out)
+	}
+
+	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: freePort(t), tls: freePort(t)}
+	t.Cleanup(v.kill)
+	copySparse(t, img, v.disk, diskBytes)
+	v.boot()
+	p := v.waitConsole(provisionedRE, 5*time.Minute)
+	if p[1] != "branch.test" {
+		t.Fatalf("provisioned as %q", p[1])
+	}
+	ready := v.waitConsole(readyRE, 2*time.Minute)
+	plain := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	httpBase := fmt.Sprintf("http://127.0.0.1:%d", v.http)
+	rootCert := fetchRoot(t, plain, httpBase)
+	if got, want := normFP(ready[2]), rootFP(rootCert); got != want {
+		t.Fatalf("console fingerprint %s, /ca.crt has %s", ready[2], want)
+	}
+	hc := tlsClient(rootCert)
+	hc.Transport.(*http.Transport).TLSClientConfig.ServerName = "branch.test"
+	base := fmt.Sprintf("https://127.0.0.1:%d", v.tls)
+	if err := waitHTTP(context.Background(), getter(hc, base+"/_matrix/client/versions"), 200, 3*time.Minute); err != nil {
+		t.Fatalf("homeserver after provisioning: %v", err)
+	}
+	t.Logf("MEASURE power-on to chat-ready, provisioned, no setup page: %s", v.since())
+	boss := newClient(t, base, hc)
+	boss.login("boss", password("boss"))
+	// The setup page is gone: the box is set up.
+	if resp, err := hc.Get(base + "/setup/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && resp.Request.URL.Path == "/setup/" {
+			t.Fatal("the setup page is still offered after provisioning")
+		}
+	}
+	v.powerButton(2 * time.Minute)
+
+	checkPerm(t, v.disk)
+	// /perm no longer holds the manifest; a copy without the hash says what was applied.
+	if out := permFile(t, v.disk, "/outpost-provision.json"); strings.Contains(out, "branch.test") {
+		t.Fatal("the manifest is still in /perm after provisioning")
+	}
+	applied := permFile(t, v.disk, "/outpost-provision.applied.json")
+	if strings.Contains(applied, string(hash)) || !strings.Contains(applied, "removed after provisioning") {
+		t.Fatalf("applied copy:\n%s", applied)
+	}
+}
+
+// permFile reads a file from the /perm file system of a disk image with debugfs (no mount,
+// no root); a missing file reads as "".
+func permFile(t *testing.T, disk, name string) string {
+	t.Helper()
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := gpt.Read(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	perm, ok := tab.Partition(4)
+	if !ok {
+		t.Fatal("no /perm partition")
+	}
+	out, _ := exec.Command("debugfs", "-R", "cat "+name, fmt.Sprintf("%s?offset=%d", disk, perm.Start())).Output()
+	return string(out)
+}
