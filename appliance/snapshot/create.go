@@ -177,7 +177,9 @@ func Create(ctx context.Context, t target.Target, src Source, keys Keys, opt Opt
 
 // writeState writes the state archive (tar + zstd) of staging plus the restore metadata.
 func writeState(w io.Writer, staging string, media []Media, extra map[string][]byte, progress func(int64)) ([]File, error) {
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest) /* 16.6 s -> 13.3 s per 1.2 GB snapshot, same size; docs/snapshot-bench.md */, zstd.WithEncoderConcurrency(1))
+	// The fastest level: 16.6 s -> 13.3 s per 1.2 GB snapshot at the same size, and the
+	// snapshot competes less with the homeserver for CPU (docs/snapshot-bench.md).
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, err
 	}
