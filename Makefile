@@ -128,9 +128,11 @@ IMAGE     := $(IMAGE_DIR)/outpost-$(ARCH).img
 
 .PHONY: image test-image flash
 
-# PROVISION=manifest.json bakes a provisioning manifest into the image's boot partition.
+# PROVISION=manifest.json bakes a provisioning manifest (and its .sig) into the image;
+# PROVISION_KEY=company.key.pub pins the company key, so only signed manifests are applied.
 image: $(ELEMENT)/dist/.built
-	OUTPOST_PROVISION=$(if $(PROVISION),$(abspath $(PROVISION))) firmware/build-image.sh $(ARCH) $(IMAGE_DIR) $(VERSION)
+	OUTPOST_PROVISION=$(if $(PROVISION),$(abspath $(PROVISION))) OUTPOST_PROVISION_KEY=$(if $(PROVISION_KEY),$(abspath $(PROVISION_KEY))) \
+		firmware/build-image.sh $(ARCH) $(IMAGE_DIR) $(VERSION)
 
 test-image: $(ELEMENT)/dist/.built
 	firmware/build-image.sh arm64 $(IMAGE_DIR) $(VERSION)

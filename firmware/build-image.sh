@@ -36,6 +36,15 @@ rm -rf "$inst"
 mkdir -p "$inst"
 cp -r "$root/firmware/$arch/builddir" "$inst/builddir"
 sed "s/@VERSION@/$version/g" "$root/firmware/$arch/config.json" > "$inst/config.json"
+# A company provisioning key pinned in the image (make image PROVISION_KEY=company.key.pub):
+# outpostd then refuses unsigned manifests. The key is one line of base64, safe in JSON.
+if [ -n "${OUTPOST_PROVISION_KEY:-}" ]; then
+	key=$(tr -d '\r\n' < "$OUTPOST_PROVISION_KEY")
+	case "$key" in "outpost-provisioning-ed25519 "*) ;; *) echo "build-image.sh: $OUTPOST_PROVISION_KEY is not an Outpost provisioning public key (outpost provision keygen)" >&2; exit 1 ;; esac
+	sed -i "s|\"ExtraFileContents\": {}|\"ExtraFileContents\": {\"/etc/outpost/provisioning.pub\": \"$key\"}|" "$inst/config.json"
+	grep -q provisioning.pub "$inst/config.json" || { echo "build-image.sh: could not pin the provisioning key" >&2; exit 1; }
+	echo "build-image.sh: provisioning key $OUTPOST_PROVISION_KEY pinned in the image"
+fi
 
 # outpostd: this working tree, with the appliance's own module graph.
 ob="$inst/builddir/github.com/outpost-im/outpost"

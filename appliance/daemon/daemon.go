@@ -504,7 +504,11 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 		log.Error("the applied manifest could not be wiped", "err", err)
 		fmt.Fprintf(c.Console, "\n  WARNING: %v\n\n", err)
 	}
-	fmt.Fprintf(c.Console, "\n  Provisioned from the %s as %s.\n\n", src.Kind, m.ServerName)
+	signed := "unsigned; no company key is pinned"
+	if pinned != nil {
+		signed = "signature checked with the pinned company key " + provisioning.KeyFingerprint(pinned)
+	}
+	fmt.Fprintf(c.Console, "\n  Provisioned from the %s as %s.\n  (%s)\n\n", src.Kind, m.ServerName, signed)
 	if m.Snapshots != nil {
 		if _, err := b.Snapshot(ctx, "", "provisioned", nil); err != nil {
 			log.Error("the first snapshot after provisioning failed; it is retried on schedule", "err", err)

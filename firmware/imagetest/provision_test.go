@@ -20,9 +20,10 @@ import (
 
 var provisionedRE = regexp.MustCompile(`Provisioned from the image as (\S+)\.`)
 
-// TestProvisionedImageInQEMU is zero-touch provisioning on the real image: a manifest baked
-// into the image (make image PROVISION=…) sets the box up on its first boot with no setup
-// page, and is gone from the image afterwards, leaving a copy without secrets.
+// TestProvisionedImageInQEMU is zero-touch provisioning on the real image: a signed manifest
+// baked into an image that pins the company key (make image PROVISION=… PROVISION_KEY=…)
+// sets the box up on its first boot with no setup page, and is gone from the image
+// afterwards, leaving a copy without secrets.
 func TestProvisionedImageInQEMU(t *testing.T) {
 	if os.Getenv("OUTPOST_IMAGE") == "" {
 		if os.Getenv("OUTPOST_REQUIRE_IMAGE") != "" {
@@ -55,11 +56,23 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	if err := os.WriteFile(mpath, mb, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The same build `make image PROVISION=branch.json` runs.
+	// Headquarters signs it with the company key that the image pins.
+	outpost := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("go", append([]string{"run", "./cmd/outpost"}, args...)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("outpost %v: %v\n%s", args, err, out)
+		}
+	}
+	key := filepath.Join(dir, "company.key")
+	outpost("provision", "keygen", "--out", key)
+	outpost("provision", "sign", "--key", key, mpath)
+	// The same build `make image PROVISION=branch.json PROVISION_KEY=company.key.pub` runs.
 	start := time.Now()
 	build := exec.Command("firmware/build-image.sh", "amd64", filepath.Join(dir, "out"), "provisioning-test")
 	build.Dir = root
-	build.Env = append(os.Environ(), "OUTPOST_PROVISION="+mpath)
+	build.Env = append(os.Environ(), "OUTPOST_PROVISION="+mpath, "OUTPOST_PROVISION_KEY="+key+".pub")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the provisioned image: %v\n%s", err, out)
 	}
@@ -76,6 +89,9 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	p := v.waitConsole(provisionedRE, 5*time.Minute)
 	if p[1] != "branch.test" {
 		t.Fatalf("provisioned as %q", p[1])
+	}
+	if !strings.Contains(v.console(), "signature checked with the pinned company key") {
+		t.Fatalf("the image did not check the manifest's signature; console:\n%s", tail(v.console()))
 	}
 	ready := v.waitConsole(readyRE, 2*time.Minute)
 	plain := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -110,6 +126,9 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	applied := permFile(t, v.disk, "/outpost-provision.applied.json")
 	if strings.Contains(applied, string(hash)) || !strings.Contains(applied, "removed after provisioning") {
 		t.Fatalf("applied copy:\n%s", applied)
+	}
+	if out := permFile(t, v.disk, "/outpost-provision.json.sig"); strings.Contains(out, "signature") {
+		t.Fatal("the signature was left in /perm")
 	}
 }
 
