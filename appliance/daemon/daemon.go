@@ -36,8 +36,10 @@ import (
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/appliance/snapshot"
+	"github.com/outpost-im/outpost/appliance/target"
 	"github.com/outpost-im/outpost/appliance/targetstore"
 	"github.com/outpost-im/outpost/appliance/turn"
+	"github.com/outpost-im/outpost/appliance/usb"
 	"github.com/outpost-im/outpost/appliance/version"
 	"github.com/outpost-im/outpost/appliance/wizard"
 	"github.com/outpost-im/outpost/provisioning"
@@ -64,6 +66,9 @@ type Config struct {
 	// MountProvisionMedia makes the sources readable (the appliance mounts its boot
 	// partition) and returns how to undo it; nil on a laptop.
 	MountProvisionMedia func() (func(), error)
+	// WatchUSB reports the label of every USB stick plugged in until ctx ends; nil on a
+	// laptop. A stick that is a snapshot target gets a snapshot at once.
+	WatchUSB func(ctx context.Context, added func(label string)) error
 }
 
 // errRestart ends one run of the daemon so that Run starts it over (to apply a staged
@@ -369,6 +374,14 @@ func runOnce(ctx context.Context, c Config) error {
 		printClaim(c.Console, httpLn.Addr(), claimCode)
 	}
 	go backupSvc.RunScheduler(ctx)
+	if c.WatchUSB != nil {
+		go func() {
+			err := c.WatchUSB(ctx, func(label string) { go snapshotToStick(ctx, c.Console, backupSvc, label, log) })
+			if err != nil {
+				log.Error("USB sticks will not be noticed when plugged in", "err", err)
+			}
+		}()
+	}
 	if !st.SetupComplete {
 		prov := &provision.Applier{Setup: setupSvc, Store: store, Backup: backupSvc, HSConfig: hsConfig, Log: log.With("component", "provisioning")}
 		go provisionAtBoot(ctx, c, prov, backupSvc, log)
@@ -469,10 +482,9 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 	if c.MountProvisionMedia != nil {
 		unmount, err := c.MountProvisionMedia()
 		if err != nil {
-			log.Warn("cannot look for a provisioning manifest on the boot partition", "err", err)
-		} else {
-			defer unmount()
+			log.Warn("cannot look everywhere for a provisioning manifest", "err", err)
 		}
+		defer unmount()
 	}
 	src, ok := provision.Find(c.ProvisionSources)
 	if !ok {
@@ -513,5 +525,34 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 		if _, err := b.Snapshot(ctx, "", "provisioned", nil); err != nil {
 			log.Error("the first snapshot after provisioning failed; it is retried on schedule", "err", err)
 		}
+	}
+}
+
+// snapshotToStick takes a snapshot to every target on the USB stick just plugged in, and
+// tells the person at the box when the stick may be pulled again.
+func snapshotToStick(ctx context.Context, console io.Writer, b *backup.Service, label string, log *slog.Logger) {
+	list, err := b.Targets.List(ctx)
+	if err != nil {
+		log.Error("USB stick plugged in, but the targets cannot be read", "label", label, "err", err)
+		return
+	}
+	found := false
+	for _, t := range list {
+		if t.Kind != target.KindLocal || usb.LabelOf(t.Path) != label {
+			continue
+		}
+		found = true
+		log.Info("USB stick plugged in; taking a snapshot to it", "label", label, "target", t.Name)
+		fmt.Fprintf(console, "\n  USB stick %s plugged in: taking a snapshot to target %s...\n", label, t.Name)
+		res, err := b.Snapshot(ctx, t.Name, "usb-plugged", nil)
+		if err != nil {
+			log.Error("snapshot to the USB stick failed", "label", label, "target", t.Name, "err", err)
+			fmt.Fprintf(console, "\n  Snapshot to USB stick %s FAILED: %v\n\n", label, err)
+			continue
+		}
+		fmt.Fprintf(console, "\n  Snapshot %s written to USB stick %s and verified; you can remove the stick.\n\n", res.Snapshot.ID, label)
+	}
+	if !found {
+		log.Info("USB stick plugged in; it is not a snapshot target", "label", label)
 	}
 }

@@ -13,3 +13,6 @@ func Boot(context.Context, *slog.Logger, io.Writer) {}
 
 // MountBootPartition does nothing off Linux.
 func MountBootPartition() (func(), error) { return func() {}, nil }
+
+// MountProvisionMedia does nothing off Linux.
+func MountProvisionMedia() (func(), error) { return func() {}, nil }

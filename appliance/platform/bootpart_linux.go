@@ -1,11 +1,13 @@
 package platform
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
 
 	"github.com/outpost-im/outpost/appliance/permgrow"
+	"github.com/outpost-im/outpost/appliance/usb"
 )
 
 // MountBootPartition mounts the image's boot (FAT) partition read-write at BootMount, so a
@@ -29,4 +31,29 @@ func MountBootPartition() (unmount func(), err error) {
 		syscall.Sync()
 		syscall.Unmount(BootMount, 0) //nolint:errcheck // nothing to do about it at this point
 	}, nil
+}
+
+// MountProvisionMedia mounts what may carry a first-boot manifest: the boot partition and a
+// USB stick labelled OUTPOST. The returned function unmounts them again.
+func MountProvisionMedia() (func(), error) {
+	var undo []func()
+	unmountAll := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	var errs []error
+	if u, err := MountBootPartition(); err != nil {
+		errs = append(errs, err)
+	} else {
+		undo = append(undo, u)
+	}
+	if s, err := usb.Find("/sys", "/dev", ProvisionStickLabel); err == nil {
+		if release, err := usb.Mount(s); err != nil {
+			errs = append(errs, err)
+		} else {
+			undo = append(undo, release)
+		}
+	}
+	return unmountAll, errors.Join(errs...)
 }

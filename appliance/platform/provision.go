@@ -1,15 +1,15 @@
 package platform
 
-import (
-	"path/filepath"
-	"sort"
-)
+import "path/filepath"
 
 // ProvisionSource is one place a first-boot manifest may be.
 type ProvisionSource struct {
 	Kind string
 	Path string
 }
+
+// ProvisionStickLabel is the file system label of a USB stick that carries a manifest.
+const ProvisionStickLabel = "OUTPOST"
 
 // Where removable media and the boot partition are mounted on the appliance.
 const (
@@ -24,17 +24,13 @@ func ProvisionPaths() []ProvisionSource {
 	if !OnGokrazy() {
 		return nil
 	}
-	out := []ProvisionSource{
+	return []ProvisionSource{
 		{Kind: "boot partition", Path: filepath.Join(BootMount, "outpost-provision.json")},
 		// make image PROVISION=… puts it here (the FAT boot partition has no free space).
 		{Kind: "image", Path: "/perm/outpost-provision.json"},
+		// A stick labelled OUTPOST, mounted while outpostd looks (MountProvisionMedia).
+		{Kind: "USB stick", Path: filepath.Join(USBMounts, ProvisionStickLabel, "outpost-provision.json")},
 	}
-	sticks, _ := filepath.Glob(filepath.Join(USBMounts, "*", "outpost-provision.json"))
-	sort.Strings(sticks)
-	for _, p := range sticks {
-		out = append(out, ProvisionSource{Kind: "USB stick", Path: p})
-	}
-	return out
 }
 
 // DefaultProvisionKey is the company key pinned in the image, if the image has one.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-im/outpost/appliance/daemon"
 	"github.com/outpost-im/outpost/appliance/platform"
+	"github.com/outpost-im/outpost/appliance/usb"
 )
 
 func main() {
@@ -39,7 +40,10 @@ func main() {
 	c.Console = platform.Console()
 	c.ProvisionSources = daemon.ProvisionSources(*provision)
 	if platform.OnGokrazy() {
-		c.MountProvisionMedia = platform.MountBootPartition
+		c.MountProvisionMedia = platform.MountProvisionMedia
+		c.WatchUSB = func(ctx context.Context, added func(string)) error {
+			return usb.Watch(ctx, func(s usb.Stick) { added(s.Label) })
+		}
 	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})
 	if platform.OnGokrazy() {

@@ -16,9 +16,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/outpost-im/outpost/appliance/gpt"
+	"github.com/outpost-im/outpost/appliance/snapshot"
 )
 
-var provisionedRE = regexp.MustCompile(`Provisioned from the image as (\S+)\.`)
+var (
+	provisionedRE = regexp.MustCompile(`Provisioned from the image as (\S+)\.`)
+	stickDoneRE   = regexp.MustCompile(`Snapshot \S+ written to USB stick SNAPUSB and verified`)
+)
 
 // TestProvisionedImageInQEMU is zero-touch provisioning on the real image: a signed manifest
 // baked into an image that pins the company key (make image PROVISION=… PROVISION_KEY=…)
@@ -45,11 +49,20 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, recipient, err := snapshot.NewRecoveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	manifest := map[string]any{
 		"outpost_manifest": 1,
 		"server_name":      "branch.test",
 		"admin":            map[string]string{"username": "boss", "password_hash": string(hash)},
 		"branding":         map[string]string{"name": "ACME Branch 17"},
+		// Snapshots go to whichever USB stick labelled SNAPUSB is plugged in.
+		"snapshots": map[string]any{
+			"target":             map[string]string{"name": "usb", "kind": "local", "path": "/run/outpost/usb/SNAPUSB"},
+			"recovery_recipient": recipient,
+		},
 	}
 	mb, _ := json.MarshalIndent(manifest, "", "  ")
 	mpath := filepath.Join(dir, "branch.json")
@@ -116,9 +129,48 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 			t.Fatal("the setup page is still offered after provisioning")
 		}
 	}
+	// USB sticks, hot-plugged one after the other (ext4, then vfat, same label, as an office
+	// rotates two sticks): each is detected, gets a verified snapshot, and may be pulled.
+	sticks := []struct{ id, fs string }{{"s1", "ext4"}, {"s2", "vfat"}}
+	for i, st := range sticks {
+		img := filepath.Join(dir, st.id+".img")
+		if err := os.WriteFile(img, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Truncate(img, 96<<20) //nolint:errcheck
+		mkfs := exec.Command("mkfs.ext4", "-q", "-F", "-L", "SNAPUSB", img)
+		if st.fs == "vfat" {
+			mkfs = exec.Command("mkfs.vfat", "-n", "SNAPUSB", img)
+		}
+		if out, err := mkfs.CombinedOutput(); err != nil {
+			t.Fatalf("mkfs %s: %v\n%s", st.fs, err, out)
+		}
+		plugged := time.Now()
+		v.plugStick(st.id, img)
+		deadline := time.Now().Add(4 * time.Minute)
+		for len(stickDoneRE.FindAllString(v.console(), -1)) < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no snapshot on the %s stick; console:\n%s", st.fs, tail(v.console()))
+			}
+			time.Sleep(time.Second)
+		}
+		t.Logf("MEASURE %s USB stick plugged in -> snapshot verified, safe to pull: %s", st.fs, time.Since(plugged).Round(100*time.Millisecond))
+		v.unplugStick(st.id)
+	}
 	v.powerButton(2 * time.Minute)
-
 	checkPerm(t, v.disk)
+	for _, st := range sticks {
+		img := filepath.Join(dir, st.id+".img")
+		var out []byte
+		if st.fs == "ext4" {
+			out, _ = exec.Command("debugfs", "-R", "ls -l /snapshots", img).CombinedOutput()
+		} else {
+			out, _ = exec.Command("mdir", "-i", img, "::/snapshots").CombinedOutput()
+		}
+		if !regexp.MustCompile(`[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}`).Match(out) {
+			t.Fatalf("no snapshot directory on the %s stick:\n%s", st.fs, out)
+		}
+	}
 	// /perm no longer holds the manifest; a copy without the hash says what was applied.
 	if out := permFile(t, v.disk, "/outpost-provision.json"); strings.Contains(out, "branch.test") {
 		t.Fatal("the manifest is still in /perm after provisioning")

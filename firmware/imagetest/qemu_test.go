@@ -58,6 +58,8 @@ func (v *vm) boot() {
 		"-device", "virtio-net-pci,netdev=n",
 		"-serial", "file:" + v.serial,
 		"-monitor", "unix:" + v.monitorSoc + ",server,nowait",
+		// A USB 3 controller, for sticks hot-plugged through the monitor (plugStick).
+		"-device", "qemu-xhci,id=xhci",
 	}
 	v.cmd = exec.Command("timeout", args...)
 	var out bytes.Buffer
@@ -172,4 +174,51 @@ func waitHTTP(ctx context.Context, get func(context.Context) (int, error), want 
 		time.Sleep(500 * time.Millisecond)
 	}
 	return fmt.Errorf("not ready after %s: %v", timeout, last)
+}
+
+// monitor sends one command to the QEMU monitor and returns what it printed in reply.
+func (v *vm) monitor(cmd string) string {
+	v.t.Helper()
+	c, err := net.Dial("unix", v.monitorSoc)
+	if err != nil {
+		v.t.Fatalf("QEMU monitor: %v", err)
+	}
+	defer c.Close()
+	// Read the banner up to the first prompt, send the command, read up to the next prompt.
+	readPrompt := func() string {
+		var out []byte
+		b := make([]byte, 4096)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+		for !bytes.Contains(out, []byte("(qemu)")) {
+			n, err := c.Read(b)
+			out = append(out, b[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		return string(out)
+	}
+	readPrompt()
+	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		v.t.Fatalf("QEMU monitor: %v", err)
+	}
+	return readPrompt()
+}
+
+// plugStick hot-plugs a disk image as a USB stick; unplugStick pulls it.
+func (v *vm) plugStick(id, image string) {
+	v.t.Helper()
+	if out := v.monitor(fmt.Sprintf("drive_add 0 if=none,id=%s,file=%s,format=raw", id, image)); strings.Contains(out, "rror") {
+		v.t.Fatalf("drive_add: %s", out)
+	}
+	if out := v.monitor(fmt.Sprintf("device_add usb-storage,bus=xhci.0,drive=%s,id=dev-%s", id, id)); strings.Contains(out, "rror") {
+		v.t.Fatalf("device_add: %s", out)
+	}
+}
+
+func (v *vm) unplugStick(id string) {
+	v.t.Helper()
+	if out := v.monitor("device_del dev-" + id); strings.Contains(out, "rror") {
+		v.t.Fatalf("device_del: %s", out)
+	}
 }

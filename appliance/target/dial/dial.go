@@ -5,6 +5,7 @@ package dial
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/outpost-im/outpost/appliance/target"
 	"github.com/outpost-im/outpost/appliance/target/localdir"
@@ -12,6 +13,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/target/sftp"
 	"github.com/outpost-im/outpost/appliance/target/smb"
 	"github.com/outpost-im/outpost/appliance/target/webdav"
+	"github.com/outpost-im/outpost/appliance/usb"
 )
 
 // Open connects to the target c describes.
@@ -21,6 +23,9 @@ func Open(ctx context.Context, c target.Config) (target.Target, error) {
 	}
 	switch c.Kind {
 	case target.KindLocal:
+		if label := usb.LabelOf(c.Path); label != "" {
+			return openStick(c.Path, label)
+		}
 		return wrap(localdir.Open(c.Path))
 	case target.KindSMB:
 		return wrap(smb.Open(ctx, c))
@@ -41,4 +46,39 @@ func wrap[T target.Target](t T, err error) (target.Target, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// openStick mounts the USB stick a local target names (/run/outpost/usb/<LABEL>/...) for
+// as long as the target is open: sticks stay unmounted, and safe to pull, otherwise.
+func openStick(path, label string) (target.Target, error) {
+	s, err := usb.Find("/sys", "/dev", label)
+	if err != nil {
+		return nil, err
+	}
+	release, err := usb.Mount(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		release()
+		return nil, fmt.Errorf("USB stick %s: %w", label, err)
+	}
+	d, err := localdir.Open(path)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &stickTarget{Dir: d, release: release}, nil
+}
+
+type stickTarget struct {
+	*localdir.Dir
+	release func()
+}
+
+// Close syncs and unmounts the stick.
+func (s *stickTarget) Close() error {
+	err := s.Dir.Close()
+	s.release()
+	return err
 }
