@@ -546,6 +546,19 @@ func status(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 	if st.Hardware != "" {
 		fmt.Fprintf(w, "Hardware:     %s\n", st.Hardware)
 	}
+	if st.SetupComplete {
+		// The question after "is it up?" is "is the history safe?".
+		if snap, err := c.SnapshotStatus(ctx); err == nil {
+			last := "never"
+			if snap.LastVerified != nil {
+				last = snap.LastVerified.StartedAt.Local().Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(w, "Snapshots:    target %s, last verified restorable %s\n", orNone(snap.Target), last)
+			for _, a := range snap.Alerts {
+				fmt.Fprintf(w, "ALERT:        %s\n", a)
+			}
+		}
+	}
 	return nil
 }
 
