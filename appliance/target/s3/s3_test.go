@@ -3,21 +3,14 @@ package s3
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,10 +152,10 @@ func TestS3(t *testing.T) {
 	})
 
 	t.Run("https", func(t *testing.T) {
-		ca := newTestCA(t)
+		ca := targettest.NewCA(t)
 		srv := startVersitygw(t, bin, ca)
 		cfg := srv.config()
-		cfg.CAPEM = string(ca.certPEM)
+		cfg.CAPEM = string(ca.PEM)
 		makeBucket(t, cfg, "outpost")
 		cfg.Bucket = "outpost"
 		targettest.Run(t, open(t, cfg))
@@ -262,21 +255,21 @@ func (s *server) config() target.Config {
 
 // startVersitygw runs versitygw with the posix backend on a fresh directory, listening on
 // 127.0.0.1 only, over HTTPS when ca is set.
-func startVersitygw(t *testing.T, bin string, ca *testCA) *server {
+func startVersitygw(t *testing.T, bin string, ca *targettest.CA) *server {
 	t.Helper()
 	root := t.TempDir() // absolute: versitygw does not resolve a relative backend path
-	port := freePort(t)
+	port := strconv.Itoa(targettest.FreePort(t))
 	s := &server{addr: "127.0.0.1:" + port, root: root, secure: ca != nil}
 	args := []string{"--port", s.addr, "--quiet"}
 	if ca != nil {
-		certFile, keyFile := ca.leafFiles(t)
+		certFile, keyFile := ca.LeafFiles(t)
 		args = append(args, "--cert", certFile, "--key", keyFile)
 	}
 	args = append(args, "posix", root)
 	cmd := exec.Command(bin, args...)
 	// Credentials through the environment, not argv, as a real deployment would.
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+testAccess, "ROOT_SECRET_KEY="+testSecret)
-	out := &lockedBuf{}
+	out := &targettest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
@@ -290,125 +283,6 @@ func startVersitygw(t *testing.T, bin string, ca *testCA) *server {
 			t.Logf("versitygw output:\n%s", out.String())
 		}
 	})
-	waitListening(t, s.addr, exited, out)
+	targettest.WaitListening(t, s.addr, exited, out.String)
 	return s
-}
-
-func waitListening(t *testing.T, addr string, exited <-chan struct{}, out *lockedBuf) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("server exited before listening on %s:\n%s", addr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not listening on %s after 30 s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freePort returns a loopback port that was free a moment ago, for a subprocess that
-// cannot be handed a listener.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// testCA is a private CA, as a LAN store would have.
-type testCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Outpost test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// leafFiles writes a certificate for 127.0.0.1 signed by the CA, and its key.
-func (ca *testCA) leafFiles(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

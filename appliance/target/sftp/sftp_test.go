@@ -60,7 +60,7 @@ func startSSHD(t *testing.T) *sshServer {
 		t.Fatal(err)
 	}
 	base := t.TempDir()
-	s := &sshServer{port: freePort(t), user: u.Username, hostKeys: map[string]string{},
+	s := &sshServer{port: targettest.FreePort(t), user: u.Username, hostKeys: map[string]string{},
 		home: filepath.Join(base, "home")}
 	if err := os.Mkdir(s.home, 0o755); err != nil {
 		t.Fatal(err)
@@ -136,60 +136,14 @@ Subsystem sftp internal-sftp -d %s
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	t.Cleanup(func() {
-		stop(t, cmd.Process.Pid, exited)
+		targettest.Stop(t, cmd.Process.Pid, exited)
 		if t.Failed() {
 			out, _ := os.ReadFile(logf.Name())
 			t.Logf("sshd log:\n%s", out)
 		}
 	})
-	waitListening(t, s.port, exited, logf.Name())
+	targettest.WaitListening(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), exited, targettest.FileOutput(logf.Name()))
 	return s
-}
-
-// stop ends the server started by the test: SIGTERM first, then its process group.
-func stop(t *testing.T, pid int, exited <-chan struct{}) {
-	syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Logf("server %d ignored SIGTERM; killing its process group", pid)
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
-	}
-	syscall.Kill(-pid, syscall.SIGKILL) // per-connection children that outlived the parent, if any
-}
-
-func waitListening(t *testing.T, port int, exited <-chan struct{}, logName string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			out, _ := os.ReadFile(logName)
-			t.Fatalf("server exited before listening:\n%s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logName)
-			t.Fatalf("server not listening on %d after 20s:\n%s", port, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func open(t *testing.T, c target.Config) *Target {
@@ -497,7 +451,7 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestClosedPort(t *testing.T) {
-	c := target.Config{Host: "127.0.0.1", Port: freePort(t), User: "u", Password: "p", HostKey: otherKey(t)}
+	c := target.Config{Host: "127.0.0.1", Port: targettest.FreePort(t), User: "u", Password: "p", HostKey: otherKey(t)}
 	start := time.Now()
 	_, err := Open(context.Background(), c)
 	if err == nil {

@@ -59,7 +59,7 @@ func startSamba(t *testing.T) *samba {
 			t.Fatal(err)
 		}
 	}
-	s := &samba{port: freePort(t), user: u.Username, password: "pw-" + randHex(t), share: "backup",
+	s := &samba{port: targettest.FreePort(t), user: u.Username, password: "pw-" + randHex(t), share: "backup",
 		dir: filepath.Join(base, "share")}
 	conf := filepath.Join(base, "smb.conf")
 	d := func(name string) string { return filepath.Join(base, name) }
@@ -115,56 +115,9 @@ func startSamba(t *testing.T) *samba {
 	s.pid = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() { stop(t, cmd.Process.Pid, exited) })
-	waitListening(t, s.port, exited, logf.Name())
+	t.Cleanup(func() { targettest.Stop(t, cmd.Process.Pid, exited) })
+	targettest.WaitListening(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), exited, targettest.FileOutput(logf.Name()))
 	return s
-}
-
-// stop ends the server started by the test: SIGTERM lets smbd end its children; the
-// group kill is the fallback for a server that does not go.
-func stop(t *testing.T, pid int, exited <-chan struct{}) {
-	syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Logf("server %d ignored SIGTERM; killing its process group", pid)
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
-	}
-	syscall.Kill(-pid, syscall.SIGKILL) // children that outlived the parent, if any
-}
-
-func waitListening(t *testing.T, port int, exited <-chan struct{}, logName string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			out, _ := os.ReadFile(logName)
-			t.Fatalf("server exited before listening:\n%s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logName)
-			t.Fatalf("server not listening on %d after 20s:\n%s", port, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randHex(t *testing.T) string {
@@ -414,7 +367,7 @@ type cancelReader struct{ cancel context.CancelFunc }
 func (c cancelReader) Read([]byte) (int, error) { c.cancel(); return 0, io.EOF }
 
 func TestClosedPort(t *testing.T) {
-	c := target.Config{Name: "nas", Kind: target.KindSMB, Host: "127.0.0.1", Port: freePort(t),
+	c := target.Config{Name: "nas", Kind: target.KindSMB, Host: "127.0.0.1", Port: targettest.FreePort(t),
 		User: "u", Password: "p", Share: "s"}
 	start := time.Now()
 	_, err := Open(context.Background(), c)

@@ -3,21 +3,14 @@ package webdav
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,10 +108,10 @@ func TestWebDAV(t *testing.T) {
 	})
 
 	t.Run("https", func(t *testing.T) {
-		ca := newTestCA(t)
+		ca := targettest.NewCA(t)
 		srv := startRclone(t, rclone, ca)
 		cfg := srv.config()
-		cfg.CAPEM = string(ca.certPEM)
+		cfg.CAPEM = string(ca.PEM)
 		targettest.Run(t, open(t, cfg))
 
 		cfg.CAPEM = ""
@@ -166,25 +159,25 @@ func (s *server) config() target.Config {
 // startRclone serves a fresh directory over WebDAV on 127.0.0.1, over HTTPS when ca is set.
 // rclone gets an empty private config and cache directory, so it neither reads nor writes
 // the user's.
-func startRclone(t *testing.T, bin string, ca *testCA) *server {
+func startRclone(t *testing.T, bin string, ca *targettest.CA) *server {
 	t.Helper()
 	root, private := t.TempDir(), t.TempDir()
 	conf := filepath.Join(private, "rclone.conf")
 	if err := os.WriteFile(conf, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(targettest.FreePort(t))
 	scheme := "http"
 	args := []string{"serve", "webdav", root, "--addr", addr, "--user", testUser, "--pass", testPass,
 		"--config", conf, "--cache-dir", filepath.Join(private, "cache")}
 	if ca != nil {
-		certFile, keyFile := ca.leafFiles(t)
+		certFile, keyFile := ca.LeafFiles(t)
 		args = append(args, "--cert", certFile, "--key", keyFile)
 		scheme = "https"
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+private, "XDG_CONFIG_HOME="+private, "XDG_CACHE_HOME="+private)
-	out := &lockedBuf{}
+	out := &targettest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start rclone: %v", err)
@@ -198,125 +191,6 @@ func startRclone(t *testing.T, bin string, ca *testCA) *server {
 			t.Logf("rclone output:\n%s", out.String())
 		}
 	})
-	waitListening(t, addr, exited, out)
+	targettest.WaitListening(t, addr, exited, out.String)
 	return &server{url: scheme + "://" + addr + "/", root: root}
-}
-
-func waitListening(t *testing.T, addr string, exited <-chan struct{}, out *lockedBuf) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("server exited before listening on %s:\n%s", addr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not listening on %s after 30 s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freePort returns a loopback port that was free a moment ago, for a subprocess that
-// cannot be handed a listener.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// testCA is a private CA, as a LAN server would have.
-type testCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Outpost test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// leafFiles writes a certificate for 127.0.0.1 signed by the CA, and its key.
-func (ca *testCA) leafFiles(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
