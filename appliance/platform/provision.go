@@ -1,6 +1,10 @@
 package platform
 
-import "path/filepath"
+import (
+	"path/filepath"
+
+	"github.com/outpost-im/outpost/appliance/usb"
+)
 
 // ProvisionSource is one place a first-boot manifest may be.
 type ProvisionSource struct {
@@ -11,11 +15,9 @@ type ProvisionSource struct {
 // ProvisionStickLabel is the file system label of a USB stick that carries a manifest.
 const ProvisionStickLabel = "OUTPOST"
 
-// Where removable media and the boot partition are mounted on the appliance.
-const (
-	BootMount = "/run/outpost/boot"
-	USBMounts = "/run/outpost/usb"
-)
+// BootMount is where the boot partition is mounted while outpostd looks for a manifest
+// (USB sticks go under usb.Root).
+const BootMount = "/run/outpost/boot"
 
 // ProvisionPaths lists, in the order they are checked, where a manifest may be on this
 // platform: the image's boot (FAT) partition, the image's /perm (where `make image
@@ -29,7 +31,7 @@ func ProvisionPaths() []ProvisionSource {
 		// make image PROVISION=… puts it here (the FAT boot partition has no free space).
 		{Kind: "image", Path: "/perm/outpost-provision.json"},
 		// A stick labelled OUTPOST, mounted while outpostd looks (MountProvisionMedia).
-		{Kind: "USB stick", Path: filepath.Join(USBMounts, ProvisionStickLabel, "outpost-provision.json")},
+		{Kind: "USB stick", Path: filepath.Join(usb.Stick{Label: ProvisionStickLabel}.Dir(), "outpost-provision.json")},
 	}
 }
 
