@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-im/outpost/appliance/backup"
+	"github.com/outpost-im/outpost/appliance/loadgen"
 )
 
 // TestSnapshotPauseBench measures how long the homeserver is frozen for a snapshot's
@@ -192,16 +194,5 @@ Send latency while a snapshot runs vs between snapshots (same run, same client):
 }
 
 func machine() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	model := ""
-	cores := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") && model == "" {
-			model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-		}
-		if strings.HasPrefix(l, "processor") {
-			cores++
-		}
-	}
-	return fmt.Sprintf("%s, %d cores", model, cores)
+	return fmt.Sprintf("%s, %d cores", loadgen.CPUModel(), runtime.NumCPU())
 }

@@ -568,16 +568,22 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func machineInfo(ctx context.Context, bins Binaries) Machine {
-	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), LoadAvgStart: loadAvg()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
+// CPUModel is the processor's name from /proc/cpuinfo, for benchmark reports ("" if unknown).
+func CPUModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
 		}
 	}
+	return ""
+}
+
+func machineInfo(ctx context.Context, bins Binaries) Machine {
+	m := Machine{CPU: CPUModel(), Cores: runtime.NumCPU(), Go: runtime.Version(), LoadAvgStart: loadAvg()}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			f := strings.Fields(l)
