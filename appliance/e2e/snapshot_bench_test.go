@@ -24,15 +24,17 @@ import (
 // consistent cut with about 1 GB of homeserver state, while a client sends messages, and
 // how much slower sends get during snapshots than between them. It is a benchmark, not a
 // test: `make bench-snapshot` runs it (OUTPOST_BENCH_SNAPSHOT=N snapshots) and writes
-// docs/snapshot-bench.md. Nothing here asserts a wall-clock time.
+// docs/snapshot-bench.md; `make test` runs a two-snapshot smoke version. Nothing here
+// asserts a wall-clock time.
 func TestSnapshotPauseBench(t *testing.T) {
-	runs := 0
-	fmt.Sscanf(os.Getenv("OUTPOST_BENCH_SNAPSHOT"), "%d", &runs)
-	if runs == 0 {
-		t.Skip("benchmark: run `make bench-snapshot`")
+	// Without OUTPOST_BENCH_SNAPSHOT (plain `make test`) it runs as a smoke test: two small
+	// snapshots, so the benchmark keeps working; the report is written only by make.
+	runs, ballastMB := 2, 16
+	if v := os.Getenv("OUTPOST_BENCH_SNAPSHOT"); v != "" {
+		fmt.Sscanf(v, "%d", &runs)
+		ballastMB = 1024
+		fmt.Sscanf(os.Getenv("OUTPOST_BENCH_STATE_MB"), "%d", &ballastMB)
 	}
-	ballastMB := 1024
-	fmt.Sscanf(os.Getenv("OUTPOST_BENCH_STATE_MB"), "%d", &ballastMB)
 	usb := t.TempDir()
 	dataDir := t.TempDir()
 	d := startDaemon(t, dataDir)
@@ -129,6 +131,9 @@ func TestSnapshotPauseBench(t *testing.T) {
 		var res backup.SnapshotResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("%v: %s", err, out)
+		}
+		if res.Verify == nil || res.Snapshot.PauseMillis <= 0 {
+			t.Fatalf("snapshot %d was not verified or reported no pause: %s", i+1, out)
 		}
 		pauses = append(pauses, res.Snapshot.PauseMillis)
 		t.Logf("snapshot %d: pause %.1f ms, total %s, state archive %.0f MB", i+1, res.Snapshot.PauseMillis, time.Since(s).Round(100*time.Millisecond), float64(res.Snapshot.StateBytes)/1e6)
