@@ -13,6 +13,9 @@
 //                                 (sealed target credentials), ssh
 //   rsc.io/qr                     the recovery key's QR code, drawn by the page itself
 //   gokrazy/gokrazy               the appliance's init (pinned the same in firmware/*/builddir)
+//   vishvananda/netlink, netns    static addresses, routes and the gateway check (same versions
+//                                 as gokrazy's dhcp, which outpostd runs in DHCP mode)
+//   beevik/ntp                    SNTP client for the optional LAN time servers (gokrazy's pin)
 // Dendrite itself is pinned in firmware/dendrite/go.mod, a module of its own.
 module github.com/outpost-im/outpost
 
@@ -20,6 +23,7 @@ go 1.26
 
 require (
 	filippo.io/age v1.2.1
+	github.com/beevik/ntp v1.5.0
 	github.com/caddyserver/certmagic v0.25.0
 	github.com/cloudsoda/go-smb2 v0.0.0-20260803221621-0b399b9d036c
 	github.com/gokrazy/gokrazy v0.0.0-20260703061218-a4a45a20149d
@@ -33,6 +37,8 @@ require (
 	github.com/pion/turn/v2 v2.1.6
 	github.com/pkg/sftp v1.13.9
 	github.com/studio-b12/gowebdav v0.10.0
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
 	go.uber.org/zap v1.27.0
 	golang.org/x/crypto v0.53.0
 	golang.org/x/sys v0.46.0
@@ -75,8 +81,6 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rs/xid v1.6.0 // indirect
 	github.com/tinylib/msgp v1.3.0 // indirect
-	github.com/vishvananda/netlink v1.3.1 // indirect
-	github.com/vishvananda/netns v0.0.5 // indirect
 	github.com/zeebo/blake3 v0.2.4 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap/exp v0.3.0 // indirect

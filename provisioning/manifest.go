@@ -12,13 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/outpost-im/outpost/appliance/accounts"
+	"github.com/outpost-im/outpost/appliance/netcfg"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/appliance/snapshot"
 	"github.com/outpost-im/outpost/appliance/target"
@@ -69,13 +69,9 @@ type Snaps struct {
 }
 
 // Net is the box's LAN configuration. DHCP unless Mode is "static".
-type Net struct {
-	Mode    string   `json:"mode"`
-	Address string   `json:"address,omitempty"` // CIDR, e.g. 192.168.17.10/24
-	Gateway string   `json:"gateway,omitempty"`
-	DNS     []string `json:"dns,omitempty"`
-	NTP     []string `json:"ntp,omitempty"` // LAN NTP servers
-}
+// Net is the box's network: netcfg.Config, applied at first boot with the same safety net as
+// a change in the console (the gateway must answer, or the box stays on DHCP).
+type Net = netcfg.Config
 
 // Brand is what people see: the name of the deployment and whom to call.
 type Brand struct {
@@ -240,7 +236,7 @@ func (m *Manifest) Check() error {
 		}
 	}
 	if n := m.Network; n != nil {
-		if err := n.check(); err != nil {
+		if err := checkNet(n); err != nil {
 			return err
 		}
 	}
@@ -255,46 +251,17 @@ func (m *Manifest) Check() error {
 	return nil
 }
 
-func (n *Net) check() error {
-	switch n.Mode {
-	case "dhcp":
-		if n.Address != "" || n.Gateway != "" {
-			return fieldErr("network", "mode dhcp takes no address or gateway; use mode static for a fixed address")
+func checkNet(n *Net) error {
+	err := n.Validate()
+	var fe *netcfg.FieldError
+	if errors.As(err, &fe) {
+		field := "network"
+		if fe.Field != "" {
+			field += "." + fe.Field
 		}
-	case "static":
-		p, err := netip.ParsePrefix(n.Address)
-		if err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
-			return fieldErr("network.address", "is %q; use an IPv4 address with its prefix length, e.g. 192.168.17.10/24", n.Address)
-		}
-		if p.Addr() == p.Masked().Addr() {
-			return fieldErr("network.address", "%s is the network address of its subnet, not a host address", p.Addr())
-		}
-		gw, err := netip.ParseAddr(n.Gateway)
-		if err != nil || !gw.Is4() {
-			return fieldErr("network.gateway", "is %q; use the router's IPv4 address, e.g. 192.168.17.1", n.Gateway)
-		}
-		if !p.Masked().Contains(gw) {
-			return fieldErr("network.gateway", "%s is not in the box's subnet %s: the box could not reach it", gw, p.Masked())
-		}
-		if gw == p.Addr() {
-			return fieldErr("network.gateway", "is the box's own address")
-		}
-	case "":
-		return fieldErr("network.mode", "is missing: use dhcp or static")
-	default:
-		return fieldErr("network.mode", "is %q; use dhcp or static", n.Mode)
+		return fieldErr(field, "%s", fe.Message)
 	}
-	for i, d := range n.DNS {
-		if _, err := netip.ParseAddr(d); err != nil {
-			return fieldErr(fmt.Sprintf("network.dns[%d]", i), "is %q; use an IP address", d)
-		}
-	}
-	for i, s := range n.NTP {
-		if s == "" || strings.ContainsAny(s, " /") {
-			return fieldErr(fmt.Sprintf("network.ntp[%d]", i), "is %q; use a host name or IP address on the LAN", s)
-		}
-	}
-	return nil
+	return err
 }
 
 func fieldMessage(err error) string {

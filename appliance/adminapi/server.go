@@ -19,8 +19,10 @@ import (
 	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
+	"github.com/outpost-im/outpost/appliance/clock"
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/netcfg"
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/settings"
@@ -68,6 +70,10 @@ type Server struct {
 	// staged restore).
 	Backup  *backup.Service
 	Restart func()
+	// Network is the box's network configuration (nil: not offered); TimeSync its LAN
+	// time servers' status.
+	Network  *netcfg.Manager
+	TimeSync func() clock.SyncStatus
 }
 
 // cli is the actor for everything done through the socket: whoever holds it is root or the
@@ -78,6 +84,13 @@ var cli = audit.Actor{Via: "cli"}
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
+	if s.Network != nil {
+		n := Network{M: s.Network, Time: s.TimeSync}
+		mux.HandleFunc("GET /v1/network", cliActor(n.Get))
+		mux.HandleFunc("POST /v1/network", cliActor(n.Try))
+		mux.HandleFunc("POST /v1/network/confirm", cliActor(n.Confirm))
+		mux.HandleFunc("POST /v1/network/revert", cliActor(n.Revert))
+	}
 	mux.HandleFunc("POST /v1/setup", s.setup)
 	mux.HandleFunc("GET /v1/setup-code", s.setupCode)
 	mux.HandleFunc("GET /v1/users", s.listUsers)
@@ -352,7 +365,12 @@ func WriteError(w http.ResponseWriter, err error) {
 	var notFound *people.ErrNotFound
 	var refused *people.Refused
 	var field *FieldError
+	var netField *netcfg.FieldError
 	switch {
+	case errors.As(err, &netField):
+		writeJSON(w, http.StatusBadRequest, Error{Message: netField.Error(), Field: netField.Field})
+	case errors.Is(err, netcfg.ErrBusy), errors.Is(err, netcfg.ErrNoTrial), errors.Is(err, netcfg.ErrNotReady):
+		writeJSON(w, http.StatusConflict, Error{Message: err.Error()})
 	case errors.As(err, &field):
 		writeJSON(w, http.StatusBadRequest, Error{Message: field.Error(), Field: field.Field})
 	case errors.Is(err, targetstore.ErrNotFound):

@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, env Env) error {
 	defer cancel()
 	switch cmd, cmdArgs := rest[0], rest[1:]; cmd {
 	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage+snapshotUsage+provisionUsage)
+		fmt.Fprint(env.Stdout, usage+networkUsage+snapshotUsage+provisionUsage)
 		return nil
 	case "status":
 		return status(ctx, c, cmdArgs, env)
@@ -165,6 +165,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return restoreCmd(longCtx, c, *dataDir, cmdArgs, env)
 	case "provision":
 		return provisionCmd(cmdArgs, env)
+	case "network":
+		return networkCmd(ctx, c, cmdArgs, env)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}

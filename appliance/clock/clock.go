@@ -72,6 +72,14 @@ func (k *Keeper) Save() error {
 	if now.Before(k.Saved()) {
 		return nil
 	}
+	return k.write(now)
+}
+
+// Reset records t even when it is before the saved time: an authoritative time source (a
+// LAN NTP server the administrator configured) said the saved time was in the future.
+func (k *Keeper) Reset(t time.Time) error { return k.write(t) }
+
+func (k *Keeper) write(now time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(k.Path), 0o700); err != nil {
 		return fmt.Errorf("save the clock: %w", err)
 	}

@@ -20,8 +20,10 @@ import (
 	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
+	"github.com/outpost-im/outpost/appliance/clock"
 	"github.com/outpost-im/outpost/appliance/gateway"
 	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/netcfg"
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/turn"
@@ -43,7 +45,10 @@ type Console struct {
 	TURN    adminapi.TURN
 	SetTURN func(ctx context.Context, actor audit.Actor, ts turn.Settings) error
 	// Backup is the snapshot service (Snapshots tab).
-	Backup       *backup.Service
+	Backup *backup.Service
+	// Network is the box's network configuration (Network tab); nil hides it.
+	Network      *netcfg.Manager
+	TimeSync     func() clock.SyncStatus
 	AdminAssets  fs.FS // web/admin
 	InviteAssets fs.FS // web/invite
 	Log          *slog.Logger
@@ -85,6 +90,13 @@ func New(c Console) *Console {
 	mux.HandleFunc("POST /admin/api/turn", c.admin(c.turnSet))
 	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
 	c.snapshotRoutes(mux)
+	if c.Network != nil {
+		n := adminapi.Network{M: c.Network, Time: c.TimeSync}
+		mux.HandleFunc("GET /admin/api/network", c.admin(n.Get))
+		mux.HandleFunc("POST /admin/api/network", c.admin(n.Try))
+		mux.HandleFunc("POST /admin/api/network/confirm", c.admin(n.Confirm))
+		mux.HandleFunc("POST /admin/api/network/revert", c.admin(n.Revert))
+	}
 	mux.HandleFunc("POST /admin/api/password", c.admin(c.changeOwnPassword))
 	mux.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		adminapi.WriteJSON(w, http.StatusNotFound, adminapi.Error{Message: "no such console call"})

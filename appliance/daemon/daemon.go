@@ -26,10 +26,12 @@ import (
 	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/boxtls"
 	"github.com/outpost-im/outpost/appliance/claim"
+	"github.com/outpost-im/outpost/appliance/clock"
 	"github.com/outpost-im/outpost/appliance/console"
 	"github.com/outpost-im/outpost/appliance/gateway"
 	"github.com/outpost-im/outpost/appliance/homeserver"
 	"github.com/outpost-im/outpost/appliance/invites"
+	"github.com/outpost-im/outpost/appliance/netcfg"
 	"github.com/outpost-im/outpost/appliance/people"
 	"github.com/outpost-im/outpost/appliance/platform"
 	"github.com/outpost-im/outpost/appliance/provision"
@@ -69,6 +71,11 @@ type Config struct {
 	// WatchUSB reports the label of every USB stick plugged in until ctx ends; nil on a
 	// laptop. A stick that is a snapshot target gets a snapshot at once.
 	WatchUSB func(ctx context.Context, added func(label string)) error
+	// Network is the LAN interface outpostd configures; nil (a laptop) stores network
+	// settings without applying them.
+	Network netcfg.Link
+	// SetClock steps the system clock from a LAN time server; nil only measures the offset.
+	SetClock func(time.Time) error
 }
 
 // errRestart ends one run of the daemon so that Run starts it over (to apply a staged
@@ -116,6 +123,28 @@ func runOnce(ctx context.Context, c Config) error {
 
 	log := c.Log
 	slog.SetDefault(log)
+
+	// The network first: everything after it may want the box's address. The manager lives
+	// as long as this run; the interface (and its DHCP client) as long as the process.
+	netCtx, netCancel := context.WithCancel(ctx)
+	defer netCancel()
+	timeSync := &clock.Syncer{Set: c.SetClock, Log: log.With("component", "ntp")}
+	var onNetChange func(netcfg.Config) // set once TLS is ready
+	link := c.Network
+	if link == nil {
+		link = netcfg.Host{}
+	}
+	netMgr := &netcfg.Manager{Link: link, Store: store, Log: log.With("component", "network"), Console: c.Console,
+		Changed: func(nc netcfg.Config) {
+			timeSync.SetServers(nc.NTP)
+			if onNetChange != nil {
+				onNetChange(nc)
+			}
+		}}
+	if err := netMgr.Start(netCtx); err != nil {
+		log.Error("the network configuration could not be applied", "err", err)
+	}
+	go timeSync.Run(netCtx)
 	httpsURL := ""             // set once the HTTPS listener exists
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")
@@ -180,6 +209,12 @@ func runOnce(ctx context.Context, c Config) error {
 			// says why so someone can fix it.
 			log.Error("HTTPS is not available; serving plain HTTP only", "err", err)
 			fmt.Fprintf(c.Console, "\n  HTTPS is not available: %v\n\n", err)
+		}
+	}
+	// A new address needs a certificate that names it (when the box's root may vouch for it).
+	onNetChange = func(netcfg.Config) {
+		if st, err := store.Get(netCtx); err == nil && st.SetupComplete {
+			applyTLS(netCtx, st)
 		}
 	}
 	setupSvc := &setup.Service{
@@ -255,6 +290,8 @@ func runOnce(ctx context.Context, c Config) error {
 		StartedAt: time.Now().UTC(),
 		Log:       log.With("component", "admin"),
 		Backup:    backupSvc,
+		Network:   netMgr,
+		TimeSync:  timeSync.Status,
 	}
 	restartRequested := false
 	var requestRestart func()
@@ -301,7 +338,7 @@ func runOnce(ctx context.Context, c Config) error {
 		Backup: backupSvc, Restart: func() { requestRestart() }})
 	con := console.New(console.Console{
 		Store: store, People: peopleSvc, Invites: invitesSvc, Status: admin.Status, SetFederation: setFederation, TLS: boxTLS,
-		TURN: turnSvc, SetTURN: setTURN, Backup: backupSvc,
+		TURN: turnSvc, SetTURN: setTURN, Backup: backupSvc, Network: netMgr, TimeSync: timeSync.Status,
 		AdminAssets: web.Admin(), InviteAssets: web.Invite(), Log: log.With("component", "console"),
 	})
 	gw = gateway.New(gateway.Options{
@@ -383,7 +420,11 @@ func runOnce(ctx context.Context, c Config) error {
 		}()
 	}
 	if !st.SetupComplete {
-		prov := &provision.Applier{Setup: setupSvc, Store: store, Backup: backupSvc, HSConfig: hsConfig, Log: log.With("component", "provisioning")}
+		prov := &provision.Applier{Setup: setupSvc, Store: store, Backup: backupSvc, HSConfig: hsConfig, Log: log.With("component", "provisioning"),
+			Network: func(ctx context.Context, nc netcfg.Config, actor audit.Actor) error {
+				_, err := netMgr.Try(ctx, nc, actor, true)
+				return err
+			}}
 		go provisionAtBoot(ctx, c, prov, backupSvc, log)
 	}
 

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +51,7 @@ func Boot(ctx context.Context, log *slog.Logger, console io.Writer) {
 	} else if step > 0 {
 		fmt.Fprintf(console, "\n  The clock was behind; set it to %s (last known time).\n", time.Now().UTC().Format(time.RFC1123))
 	}
+	keeper.Store(k)
 	go k.Run(ctx, clockSaveInterval)
 
 	res, err := permgrow.Grow(ctx, "/perm", log.With("component", "permgrow"))
@@ -75,6 +78,24 @@ func buildTime() time.Time {
 		return time.Time{}
 	}
 	return fi.ModTime()
+}
+
+// keeper is the boot's clock keeper, for StepClock.
+var keeper atomic.Pointer[clock.Keeper]
+
+// StepClock sets the clock to t (from a LAN time server) and makes t the keeper's new mark,
+// also when that is a step back. Only on the appliance.
+func StepClock(t time.Time) error {
+	if !OnGokrazy() {
+		return errors.New("platform: not setting the clock of a machine that is not an Outpost box")
+	}
+	if err := setClock(t); err != nil {
+		return err
+	}
+	if k := keeper.Load(); k != nil {
+		return k.Reset(t)
+	}
+	return nil
 }
 
 func setClock(t time.Time) error {

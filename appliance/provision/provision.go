@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-im/outpost/appliance/audit"
 	"github.com/outpost-im/outpost/appliance/backup"
 	"github.com/outpost-im/outpost/appliance/homeserver"
+	"github.com/outpost-im/outpost/appliance/netcfg"
 	"github.com/outpost-im/outpost/appliance/settings"
 	"github.com/outpost-im/outpost/appliance/setup"
 	"github.com/outpost-im/outpost/provisioning"
@@ -81,6 +82,9 @@ type Applier struct {
 	Backup   *backup.Service
 	HSConfig func(context.Context) (homeserver.Config, error)
 	Log      *slog.Logger
+	// Network tries the manifest's network configuration with the console's safety net
+	// (kept once the gateway answers, else the box stays on DHCP and says why).
+	Network func(ctx context.Context, c netcfg.Config, actor audit.Actor) error
 }
 
 // Apply sets the box up from m. It is the wizard's path: setup.Complete does the work, then
@@ -119,11 +123,6 @@ func (a *Applier) Apply(ctx context.Context, m *provisioning.Manifest, src Sourc
 			return fmt.Errorf("store the snapshot target: %w", err)
 		}
 	}
-	var netJSON string
-	if m.Network != nil {
-		b, _ := json.Marshal(m.Network)
-		netJSON = string(b)
-	}
 	err := a.Store.UpdateTx(ctx, func(tx *sql.Tx, st *settings.Settings) error {
 		if m.Admin.OneTimePassword != "" {
 			st.PasswordChangeRequired = addToList(st.PasswordChangeRequired, m.Admin.Username)
@@ -136,13 +135,18 @@ func (a *Applier) Apply(ctx context.Context, m *provisioning.Manifest, src Sourc
 		if b := m.Branding; b != nil {
 			st.BrandName, st.SupportContact = b.Name, b.SupportContact
 		}
-		st.NetworkConfig = netJSON
 		st.ProvisionedFrom = src.Kind + ": " + src.Path
 		st.ProvisionedAt = time.Now().UTC()
 		return audit.Record(ctx, tx, actor.String(), "provision.apply", m.ServerName, "from "+src.Path)
 	})
 	if err != nil {
 		return err
+	}
+	if m.Network != nil && a.Network != nil {
+		if err := a.Network(ctx, *m.Network, actor); err != nil {
+			// The rest of the manifest is in; the box keeps DHCP and the console says why.
+			a.Log.Error("the manifest's network configuration was refused; staying on DHCP", "err", err)
+		}
 	}
 	a.Log.Info("box provisioned", "source", src.Kind, "path", src.Path, "server_name", m.ServerName, "admin", m.Admin.Username,
 		"snapshots", m.Snapshots != nil, "one_time_password", m.Admin.OneTimePassword != "")

@@ -52,6 +52,10 @@ func main() {
 		h = platform.ConsoleHandler(h, c.Console, slog.LevelWarn)
 	}
 	c.Log = slog.New(h)
+	c.Network = platform.NetworkLink(c.Log)
+	if platform.OnGokrazy() {
+		c.SetClock = platform.StepClock
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// On the appliance: clock, /perm size and console reports, before any data is opened.

@@ -58,6 +58,8 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 		"server_name":      "branch.test",
 		"admin":            map[string]string{"username": "boss", "password_hash": string(hash)},
 		"branding":         map[string]string{"name": "ACME Branch 17"},
+		// A fixed address, kept by itself once QEMU's router answers (nobody confirms).
+		"network": map[string]any{"mode": "static", "address": staticIP + "/24", "gateway": "10.0.2.2", "dns": []string{"10.0.2.3"}},
 		// Snapshots go to whichever USB stick labelled SNAPUSB is plugged in.
 		"snapshots": map[string]any{
 			"target":             map[string]string{"name": "usb", "kind": "local", "path": "/run/outpost/usb/SNAPUSB"},
@@ -95,7 +97,7 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 		t.Fatalf("the manifest is not in the image's /perm: %q", out)
 	}
 
-	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: freePort(t), tls: freePort(t)}
+	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: freePort(t), tls: freePort(t), staticTLS: freePort(t), staticHTTP: freePort(t)}
 	t.Cleanup(v.kill)
 	copySparse(t, img, v.disk, diskBytes)
 	v.boot()
@@ -108,16 +110,22 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	}
 	ready := v.waitConsole(readyRE, 2*time.Minute)
 	plain := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	httpBase := fmt.Sprintf("http://127.0.0.1:%d", v.http)
+	// The manifest's static address is where the box is from now on.
+	kept := regexp.MustCompile(`Network: static ` + regexp.QuoteMeta(staticIP) + `/24 via 10.0.2.2, DNS 10.0.2.3 kept`)
+	v.waitConsole(kept, 2*time.Minute)
+	httpBase := fmt.Sprintf("http://127.0.0.1:%d", v.staticHTTP)
 	rootCert := fetchRoot(t, plain, httpBase)
 	if got, want := normFP(ready[2]), rootFP(rootCert); got != want {
 		t.Fatalf("console fingerprint %s, /ca.crt has %s", ready[2], want)
 	}
 	hc := tlsClient(rootCert)
 	hc.Transport.(*http.Transport).TLSClientConfig.ServerName = "branch.test"
-	base := fmt.Sprintf("https://127.0.0.1:%d", v.tls)
+	base := fmt.Sprintf("https://127.0.0.1:%d", v.staticTLS)
 	if err := waitHTTP(context.Background(), getter(hc, base+"/_matrix/client/versions"), 200, 3*time.Minute); err != nil {
 		t.Fatalf("homeserver after provisioning: %v", err)
+	}
+	if reachable(hc, fmt.Sprintf("https://127.0.0.1:%d", v.tls)) {
+		t.Error("the provisioned box still answers at its DHCP address")
 	}
 	t.Logf("MEASURE power-on to chat-ready, provisioned, no setup page: %s", v.since())
 	boss := newClient(t, base, hc)

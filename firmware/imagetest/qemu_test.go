@@ -18,15 +18,18 @@ import (
 // vm is one boot of the image under QEMU (software emulation, no KVM). The disk persists
 // across boots; every boot gets a fresh serial log.
 type vm struct {
-	t          *testing.T
-	dir, disk  string
-	http, tls  int // forwarded host ports for the guest's :80 and :443
-	boots      int
-	cmd        *exec.Cmd
-	serial     string
-	started    time.Time
-	exited     chan error
-	monitorSoc string
+	t         *testing.T
+	dir, disk string
+	http, tls int // forwarded host ports for the guest's :80 and :443
+	// staticTLS, when set, is forwarded to :443 of 10.0.2.20, the static address the network
+	// test gives the box (QEMU's DHCP hands out 10.0.2.15).
+	staticTLS, staticHTTP int
+	boots                 int
+	cmd                   *exec.Cmd
+	serial                string
+	started               time.Time
+	exited                chan error
+	monitorSoc            string
 }
 
 func freePort(t *testing.T) int {
@@ -54,7 +57,7 @@ func (v *vm) boot() {
 		"-drive", "file=" + v.disk + ",format=raw,if=virtio",
 		// restrict=on: the guest reaches nothing but the forwarded ports, which listen on
 		// 127.0.0.1 only.
-		"-netdev", fmt.Sprintf("user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:443", v.http, v.tls),
+		"-netdev", v.netdev(),
 		"-device", "virtio-net-pci,netdev=n",
 		"-serial", "file:" + v.serial,
 		"-monitor", "unix:" + v.monitorSoc + ",server,nowait",
@@ -78,6 +81,17 @@ func (v *vm) boot() {
 		v.exited <- err
 	}()
 	v.t.Logf("boot %d: QEMU pid %d", v.boots, v.cmd.Process.Pid)
+}
+
+func (v *vm) netdev() string {
+	s := fmt.Sprintf("user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:443", v.http, v.tls)
+	if v.staticTLS != 0 {
+		s += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-%s:443", v.staticTLS, staticIP)
+	}
+	if v.staticHTTP != 0 {
+		s += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-%s:80", v.staticHTTP, staticIP)
+	}
+	return s
 }
 
 // panicked reports whether the guest kernel panicked during this boot. Under software

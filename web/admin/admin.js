@@ -32,6 +32,8 @@
     $('app').hidden = false;
     $('loading').hidden = true;
     selectTab('overview');
+    // Signed in at a new address to confirm a network change: go straight there.
+    api('GET', '/admin/api/network').then((n) => { if (n.trial) selectTab('network'); }).catch(() => {});
   }
 
   // guard turns "signed out" answers into the sign-in form, and shows other errors.
@@ -46,7 +48,7 @@
   }
 
   const loaders = {
-    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, calls: loadCalls, tls: loadTLS, snapshots: loadSnapshots, audit: loadAudit,
+    overview: loadOverview, people: loadPeople, invites: loadInvites, federation: loadFederation, calls: loadCalls, tls: loadTLS, snapshots: loadSnapshots, network: loadNetwork, audit: loadAudit,
   };
 
   function selectTab(name) {
@@ -296,6 +298,63 @@
     });
   }
 
+  const list = (v) => v.split(/[\s,]+/).filter((x) => x !== '');
+  let netTimer = null;
+
+  function netSummary(c) {
+    if (!c || c.mode !== 'static') return 'Automatic (DHCP)';
+    return 'Fixed ' + c.address + ' via ' + c.gateway + ((c.dns || []).length ? ', DNS ' + c.dns.join(' ') : '');
+  }
+
+  function renderNetwork(n) {
+    $('net-applied').textContent = netSummary(n.applied) + ((n.applied.ntp || []).length ? '; time from ' + n.applied.ntp.join(', ') : '');
+    $('net-addresses').textContent = (n.addresses || []).join(', ') || '—';
+    $('net-last').textContent = n.last ? (n.last.outcome + ': ' + netSummary(n.last.config) + (n.last.reason ? ' (' + n.last.reason + ')' : '') + ', ' + fmtTime(n.last.at)) : '—';
+    $('net-unmanaged').hidden = n.managed;
+    const tm = n.time;
+    $('net-time').textContent = !tm ? 'no LAN time server set (the box keeps its own time and never moves it backwards across restarts)'
+      : tm.error ? tm.error
+        : tm.server ? (Math.abs(tm.offset_ns) / 1e6).toFixed(0) + ' ms ' + (tm.offset_ns > 0 ? 'behind ' : 'ahead of ') + tm.server + (tm.stepped ? ' (set)' : '') + ', ' + fmtTime(tm.at)
+          : 'asking ' + tm.servers.join(', ') + '…';
+    const t = n.trial;
+    clearInterval(netTimer);
+    $('net-trial').hidden = !t;
+    if (t) {
+      const tick = () => {
+        let text = 'Trying ' + netSummary(t.config) + ' (before: ' + netSummary(t.previous) + '): ' + t.phase + '.';
+        if (t.deadline) {
+          const left = Math.max(0, Math.round((new Date(t.deadline) - Date.now()) / 1000));
+          text += ' Goes back by itself in ' + Math.floor(left / 60) + ':' + String(left % 60).padStart(2, '0') + '.';
+          if (left === 0) { clearInterval(netTimer); setTimeout(loadNetwork, 1500); }
+        } else {
+          setTimeout(loadNetwork, 1000);
+        }
+        $('net-trial-text').textContent = text;
+      };
+      tick();
+      if (t.deadline) netTimer = setInterval(tick, 1000);
+      $('net-keep').disabled = !t.deadline;
+    }
+  }
+
+  async function loadNetwork() {
+    await guard($('net-trial-error'), async () => {
+      const n = await api('GET', '/admin/api/network');
+      renderNetwork(n);
+      const f = $('net-form');
+      if (!f.dataset.filled) {
+        const c = n.committed;
+        f.querySelector('input[name=mode][value=' + (c.mode === 'static' ? 'static' : 'dhcp') + ']').checked = true;
+        $('net-address').value = c.address || '';
+        $('net-gateway').value = c.gateway || '';
+        $('net-dns').value = (c.dns || []).join(' ');
+        $('net-ntp').value = (c.ntp || []).join(' ');
+        $('net-static').hidden = c.mode !== 'static';
+        f.dataset.filled = '1';
+      }
+    });
+  }
+
   async function loadAudit() {
     await guard($('audit-error'), async () => {
       const list = await api('GET', '/admin/api/audit');
@@ -376,6 +435,41 @@
         showError(fed, err);
       }
     });
+
+    const netForm = $('net-form');
+    netForm.querySelectorAll('input[name=mode]').forEach((r) => r.addEventListener('change', () => {
+      $('net-static').hidden = netForm.querySelector('input[name=mode]:checked').value !== 'static';
+    }));
+    netForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(netForm);
+      $('net-result').textContent = '';
+      const mode = netForm.querySelector('input[name=mode]:checked').value;
+      const c = { mode, ntp: list($('net-ntp').value) };
+      if (mode === 'static') {
+        Object.assign(c, { address: $('net-address').value.trim(), gateway: $('net-gateway').value.trim(), dns: list($('net-dns').value) });
+      }
+      try {
+        const n = await busy(netForm, () => api('POST', '/admin/api/network', c));
+        $('net-result').textContent = n.message;
+        renderNetwork(n);
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        err.field = (err.field || '').replace(/\[\d+\]$/, '');
+        showError(netForm, err);
+      }
+    });
+    const decide = async (what) => {
+      $('net-trial-error').textContent = '';
+      try {
+        renderNetwork(await api('POST', '/admin/api/network/' + what, {}));
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        $('net-trial-error').textContent = err.message;
+      }
+    };
+    $('net-keep').addEventListener('click', () => decide('confirm'));
+    $('net-revert').addEventListener('click', () => decide('revert'));
 
     const turnForm = $('turn-form');
     turnForm.addEventListener('submit', async (e) => {

@@ -344,6 +344,47 @@ test('setup page on a fresh box: restore from the USB snapshot, then sign in to 
   }
 });
 
+test('network: a wrong gateway refused with the field named, a fixed address tried and kept', async () => {
+  const { ctx, page } = await newPage(trusting, box.sbase, problems);
+  await page.goto(box.sbase + '/admin/');
+  const signin = page.locator('#signin');
+  await signin.getByLabel('User name').fill('alice');
+  await signin.getByLabel('Password').fill(ADMIN_PW);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('tab', { name: 'Network' }).click();
+  await page.locator('#net-applied').filter({ hasText: 'Automatic (DHCP)' }).waitFor();
+  // make run on a laptop: settings are kept, the laptop's own network is left alone.
+  assert.ok(await page.locator('#net-unmanaged').isVisible());
+
+  const form = page.locator('#net-form');
+  await form.getByLabel('Fixed address').check();
+  await form.getByLabel('Address with prefix length').fill('192.168.17.10/24');
+  await form.getByLabel('Gateway (router)').fill('192.168.18.1');
+  await form.getByLabel(/DNS servers/).fill('192.168.17.1, 192.168.17.2');
+  await page.getByRole('button', { name: 'Try it' }).click();
+  await page.locator('#net-gateway-error').filter({ hasText: "not in the box's subnet 192.168.17.0/24" }).waitFor();
+  assert.equal(await form.getByLabel('Gateway (router)').getAttribute('aria-invalid'), 'true');
+  await form.getByLabel(/DNS servers/).fill('192.168.17.1, dns.lan');
+  await form.getByLabel('Gateway (router)').fill('192.168.17.1');
+  await page.getByRole('button', { name: 'Try it' }).click();
+  await page.locator('#net-dns-error').filter({ hasText: 'use an IP address' }).waitFor();
+  await shot(page, '26-console-network-error');
+
+  await form.getByLabel(/DNS servers/).fill('192.168.17.1');
+  await form.getByLabel(/Time servers/).fill('ntp.branch.lan');
+  await page.getByRole('button', { name: 'Try it' }).click();
+  await page.locator('#net-trial-text').filter({ hasText: /Goes back by itself in [0-9]:[0-9]{2}/ }).waitFor();
+  await shot(page, '27-console-network-trial');
+  await page.getByRole('button', { name: 'Keep it' }).click();
+  await page.locator('#net-trial').waitFor({ state: 'hidden' });
+  await page.locator('#net-last').filter({ hasText: 'kept: Fixed 192.168.17.10/24 via 192.168.17.1' }).waitFor();
+  await page.locator('#net-applied').filter({ hasText: 'time from ntp.branch.lan' }).waitFor();
+  await shot(page, '28-console-network-kept');
+  const audit = box.cli(['audit', '--json']);
+  assert.match(audit, /network\.keep/);
+  await ctx.close();
+});
+
 test('no request left the box and no page error occurred', () => {
   assert.deepEqual(problems, []);
 });
