@@ -29,7 +29,7 @@ type NetworkView struct {
 
 func (n Network) view(msg string) NetworkView {
 	v := NetworkView{Status: n.M.Status(), Message: msg}
-	if n.Time != nil {
+	if n.Time != nil && v.Managed {
 		if t := n.Time(); len(t.Servers) > 0 {
 			v.Time = &t
 		}

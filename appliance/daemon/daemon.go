@@ -144,7 +144,10 @@ func runOnce(ctx context.Context, c Config) error {
 	if err := netMgr.Start(netCtx); err != nil {
 		log.Error("the network configuration could not be applied", "err", err)
 	}
-	go timeSync.Run(netCtx)
+	if c.SetClock != nil {
+		// Only a box asks time servers: a laptop's clock (and its DNS) are not ours to use.
+		go timeSync.Run(netCtx)
+	}
 	httpsURL := ""             // set once the HTTPS listener exists
 	var runCtx context.Context // the daemon's lifetime, set once serving starts
 	hsDir := filepath.Join(dataDir, "homeserver")

@@ -312,7 +312,7 @@
     $('net-last').textContent = n.last ? (n.last.outcome + ': ' + netSummary(n.last.config) + (n.last.reason ? ' (' + n.last.reason + ')' : '') + ', ' + fmtTime(n.last.at)) : '—';
     $('net-unmanaged').hidden = n.managed;
     const tm = n.time;
-    $('net-time').textContent = !tm ? 'no LAN time server set (the box keeps its own time and never moves it backwards across restarts)'
+    $('net-time').textContent = !n.managed ? "this computer's own" : !tm ? 'no LAN time server set (the box keeps its own time and never moves it backwards across restarts)'
       : tm.error ? tm.error
         : tm.server ? (Math.abs(tm.offset_ns) / 1e6).toFixed(0) + ' ms ' + (tm.offset_ns > 0 ? 'behind ' : 'ahead of ') + tm.server + (tm.stepped ? ' (set)' : '') + ', ' + fmtTime(tm.at)
           : 'asking ' + tm.servers.join(', ') + '…';
@@ -461,6 +461,7 @@
     });
     const decide = async (what) => {
       $('net-trial-error').textContent = '';
+      $('net-result').textContent = '';
       try {
         renderNetwork(await api('POST', '/admin/api/network/' + what, {}));
       } catch (err) {

@@ -379,6 +379,9 @@ test('network: a wrong gateway refused with the field named, a fixed address tri
   await page.locator('#net-trial').waitFor({ state: 'hidden' });
   await page.locator('#net-last').filter({ hasText: 'kept: Fixed 192.168.17.10/24 via 192.168.17.1' }).waitFor();
   await page.locator('#net-applied').filter({ hasText: 'time from ntp.branch.lan' }).waitFor();
+  // A laptop never asks time servers (nor DNS for their names): its clock is its own.
+  assert.equal((await page.locator('#net-time').textContent()).trim(), "this computer's own");
+  assert.equal(await page.locator('#net-result').textContent(), '');
   await shot(page, '28-console-network-kept');
   const audit = box.cli(['audit', '--json']);
   assert.match(audit, /network\.keep/);
