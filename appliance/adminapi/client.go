@@ -138,6 +138,13 @@ func (c *Client) TURN(ctx context.Context) (TURNStatus, error) {
 	return out, err
 }
 
+// NewRoot replaces the box's root CA.
+func (c *Client) NewRoot(ctx context.Context) (boxtls.Status, error) {
+	var out boxtls.Status
+	err := c.call(ctx, http.MethodPost, "/v1/tls/new-root", struct{}{}, &out)
+	return out, err
+}
+
 // SetTURN changes the relay settings.
 func (c *Client) SetTURN(ctx context.Context, ts turn.Settings) (TURNStatus, error) {
 	var out TURNStatus

@@ -43,6 +43,7 @@ type TLS interface {
 	Fingerprint() string
 	Status(serverName string) boxtls.Status
 	ChangeMode(ctx context.Context, store *settings.Store, actor audit.Actor, req boxtls.ModeRequest) ([]string, error)
+	NewRoot(ctx context.Context, store *settings.Store, actor audit.Actor) (boxtls.Status, error)
 }
 
 // TURN is the relay service.
@@ -106,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/turn", s.turnStatus)
 	mux.HandleFunc("POST /v1/turn", s.turnSet)
 	mux.HandleFunc("POST /v1/tls/mode", s.tlsMode)
+	mux.HandleFunc("POST /v1/tls/new-root", cliActor(TLSNewRoot(s.TLS, s.Store)))
 	s.snapshotRoutes(mux)
 	return mux
 }
@@ -343,6 +345,18 @@ func (s *Server) tlsMode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, TLSModeResponse{Warnings: warnings})
+}
+
+// TLSNewRoot replaces the box's root (both doors).
+func TLSNewRoot(t TLS, store *settings.Store) func(http.ResponseWriter, *http.Request, audit.Actor) {
+	return func(w http.ResponseWriter, r *http.Request, actor audit.Actor) {
+		st, err := t.NewRoot(r.Context(), store, actor)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	}
 }
 
 // ReadJSON decodes a request body strictly; on failure it answers 400 and returns false.

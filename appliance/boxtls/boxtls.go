@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,12 +271,56 @@ type Status struct {
 	Fingerprint string   `json:"root_fingerprint"`
 	RootPEM     string   `json:"root_pem"`
 	Names       []string `json:"names"`
+	// Uncovered are names and addresses of the box that its root may not vouch for (it
+	// was made before the box had them): in box-CA mode, clients using them get
+	// certificate errors until the root is replaced (NewRoot).
+	Uncovered []string `json:"uncovered,omitempty"`
 }
 
 // Status reports the mode, the root and the names served for serverName.
 func (s *Service) Status(serverName string) Status {
 	n := DeriveNames(serverName)
-	return Status{Mode: s.Mode(), Fingerprint: s.Fingerprint(), RootPEM: string(s.RootPEM()), Names: append([]string{n.ServerName}, n.All()...)}
+	st := Status{Mode: s.Mode(), Fingerprint: s.Fingerprint(), RootPEM: string(s.RootPEM()), Names: append([]string{n.ServerName}, n.All()...)}
+	if ca := s.ca.Load(); ca != nil && st.Mode == string(tlsca.ModeBoxCA) {
+		for _, name := range ca.Uncovered(st.Names) {
+			if name != "" && !slices.Contains(st.Uncovered, name) {
+				st.Uncovered = append(st.Uncovered, name)
+			}
+		}
+	}
+	return st
+}
+
+// NewRoot replaces the box's root with one made for the names and addresses the box has
+// now (after a move to a new address, say). Every device must then trust the new root; the
+// old one is kept under tls/ca.replaced-TIME and is put back if the new one fails.
+func (s *Service) NewRoot(ctx context.Context, store *settings.Store, actor audit.Actor) (Status, error) {
+	st, err := store.Get(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	if !st.SetupComplete || !s.Active() {
+		return Status{}, ErrNotActive
+	}
+	oldFP := s.Fingerprint()
+	caDir := filepath.Join(s.dir, "ca")
+	kept := filepath.Join(s.dir, "ca.replaced-"+time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(caDir, kept); err != nil {
+		return Status{}, fmt.Errorf("tls: set the old root aside: %w", err)
+	}
+	if err := s.Apply(ctx, st); err != nil {
+		os.RemoveAll(caDir) //nolint:errcheck // the half-made new root
+		if rerr := os.Rename(kept, caDir); rerr != nil {
+			return Status{}, errors.Join(err, fmt.Errorf("tls: put the old root back from %s: %w", kept, rerr))
+		}
+		return Status{}, errors.Join(err, s.Apply(ctx, st))
+	}
+	newFP := s.Fingerprint()
+	if err := audit.Record(ctx, store.DB(), actor.String(), "tls.new-root", newFP, "replaced "+oldFP); err != nil {
+		return Status{}, err
+	}
+	s.log.Warn("box root replaced: every device must trust the new one", "fingerprint", newFP, "replaced", oldFP, "by", actor.String())
+	return s.Status(st.ServerName), nil
 }
 
 // ChangeMode switches the certificate source. The new source must work (certificates

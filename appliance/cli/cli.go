@@ -62,6 +62,8 @@ Commands:
   tls box-ca                            serve certificates from the box's own root (default)
   tls acme --directory URL --root FILE  get certificates from an ACME CA on the network
   tls upload --cert FILE --key FILE     serve an uploaded certificate (chain) and key (PEM)
+  tls new-root --yes                    replace the box's root (after a move to a new address);
+                                        every device must trust the new one
   turn [--json]                         show the TURN relay: addresses, limits, counters
   turn set [--on|--off] [--relay-ip IP] [--ports MIN-MAX] [--allow PREFIX,...]
                                         change the relay (empty values mean the defaults)
@@ -602,6 +604,7 @@ func tlsCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 	rootFile := fs.String("root", "", "PEM file with the ACME CA's root certificate")
 	certFile := fs.String("cert", "", "PEM file with the certificate and its chain")
 	keyFile := fs.String("key", "", "PEM file with the private key")
+	yes := fs.Bool("yes", false, "confirm replacing the root (new-root)")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -632,6 +635,19 @@ func tlsCmd(ctx context.Context, c *adminapi.Client, args []string, env Env) err
 			return nil
 		}
 		fmt.Fprintf(env.Stdout, "Mode:         %s\nRoot CA:      SHA-256 %s\nNames:        %s\n", st.Mode, st.Fingerprint, strings.Join(st.Names, ", "))
+		if len(st.Uncovered) > 0 {
+			fmt.Fprintf(env.Stdout, "Not covered:  %s (the root predates them; 'outpost tls new-root --yes' replaces it)\n", strings.Join(st.Uncovered, ", "))
+		}
+		return nil
+	case "new-root":
+		if !*yes {
+			return usageError{"tls new-root: every device that trusts the box must then trust the new root; add --yes to go ahead"}
+		}
+		st, err := c.NewRoot(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "New root CA: SHA-256 %s\nNames:       %s\nInstall it on every device from http://<box>/ca.crt.\n", st.Fingerprint, strings.Join(st.Names, ", "))
 		return nil
 	case "root":
 		st, err := c.TLS(ctx)

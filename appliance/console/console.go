@@ -89,6 +89,7 @@ func New(c Console) *Console {
 	mux.HandleFunc("GET /admin/api/turn", c.admin(c.turnStatus))
 	mux.HandleFunc("POST /admin/api/turn", c.admin(c.turnSet))
 	mux.HandleFunc("POST /admin/api/tls/mode", c.admin(c.tlsMode))
+	mux.HandleFunc("POST /admin/api/tls/new-root", c.admin(adminapi.TLSNewRoot(c.TLS, c.Store)))
 	c.snapshotRoutes(mux)
 	if c.Network != nil {
 		n := adminapi.Network{M: c.Network, Time: c.TimeSync}

@@ -425,7 +425,10 @@ func runOnce(ctx context.Context, c Config) error {
 	if !st.SetupComplete {
 		prov := &provision.Applier{Setup: setupSvc, Store: store, Backup: backupSvc, HSConfig: hsConfig, Log: log.With("component", "provisioning"),
 			Network: func(ctx context.Context, nc netcfg.Config, actor audit.Actor) error {
-				_, err := netMgr.Try(ctx, nc, actor, true)
+				r, err := netMgr.TryAndKeep(ctx, nc, actor)
+				if err == nil && r.Outcome != netcfg.OutcomeKept {
+					err = fmt.Errorf("%s %s: %s", nc.Summary(), r.Outcome, r.Reason)
+				}
 				return err
 			}}
 		go provisionAtBoot(ctx, c, prov, backupSvc, log)

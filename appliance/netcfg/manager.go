@@ -241,6 +241,31 @@ func (m *Manager) Try(ctx context.Context, c Config, actor audit.Actor, auto boo
 	return t.status, nil
 }
 
+// TryAndKeep runs an automatic trial of c and waits for its outcome: kept once the gateway
+// answers, else rolled back. Provisioning uses it before the rest of setup, so that what
+// follows (the box's root certificate, the console lines) already sees the new address.
+func (m *Manager) TryAndKeep(ctx context.Context, c Config, actor audit.Actor) (Result, error) {
+	if _, err := m.Try(ctx, c, actor, true); err != nil {
+		return Result{}, err
+	}
+	m.mu.Lock()
+	t := m.trial
+	m.mu.Unlock()
+	if t != nil {
+		select {
+		case <-t.finished:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		return Result{}, errors.New("netcfg: the trial ended without a result")
+	}
+	return *m.last, nil
+}
+
 func (m *Manager) setPhase(t *trial, phase string, deadline time.Time) {
 	m.mu.Lock()
 	t.status.Phase, t.status.Deadline = phase, deadline

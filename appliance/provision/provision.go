@@ -82,8 +82,8 @@ type Applier struct {
 	Backup   *backup.Service
 	HSConfig func(context.Context) (homeserver.Config, error)
 	Log      *slog.Logger
-	// Network tries the manifest's network configuration with the console's safety net
-	// (kept once the gateway answers, else the box stays on DHCP and says why).
+	// Network applies the manifest's network configuration with the console's safety net
+	// and returns once it is kept (the gateway answered) or rolled back (an error).
 	Network func(ctx context.Context, c netcfg.Config, actor audit.Actor) error
 }
 
@@ -91,6 +91,14 @@ type Applier struct {
 // the parts the wizard leaves to the console (snapshots, branding, network) are stored.
 func (a *Applier) Apply(ctx context.Context, m *provisioning.Manifest, src Source) error {
 	actor := audit.Actor{Via: "provisioning (" + src.Kind + ")"}
+	// The network first: the box's root certificate, made during setup, vouches for the
+	// addresses the box has then.
+	if m.Network != nil && a.Network != nil {
+		if err := a.Network(ctx, *m.Network, actor); err != nil {
+			// The rest of the manifest still applies; the box keeps DHCP and says why.
+			a.Log.Error("the manifest's network configuration did not work; staying on DHCP", "err", err)
+		}
+	}
 	req := setup.Request{ServerName: m.ServerName, AdminUser: m.Admin.Username, AdminPassword: m.Admin.OneTimePassword, Federation: m.Federation}
 	if m.Admin.PasswordHash != "" {
 		// The account is created with a throwaway password that nobody learns, then given
@@ -141,12 +149,6 @@ func (a *Applier) Apply(ctx context.Context, m *provisioning.Manifest, src Sourc
 	})
 	if err != nil {
 		return err
-	}
-	if m.Network != nil && a.Network != nil {
-		if err := a.Network(ctx, *m.Network, actor); err != nil {
-			// The rest of the manifest is in; the box keeps DHCP and the console says why.
-			a.Log.Error("the manifest's network configuration was refused; staying on DHCP", "err", err)
-		}
 	}
 	a.Log.Info("box provisioned", "source", src.Kind, "path", src.Path, "server_name", m.ServerName, "admin", m.Admin.Username,
 		"snapshots", m.Snapshots != nil, "one_time_password", m.Admin.OneTimePassword != "")

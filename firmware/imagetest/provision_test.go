@@ -127,6 +127,13 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 	if reachable(hc, fmt.Sprintf("https://127.0.0.1:%d", v.tls)) {
 		t.Error("the provisioned box still answers at its DHCP address")
 	}
+	// The network was applied before setup made the box's root, so the root vouches for the
+	// static address too: a browser going to https://10.0.2.20/ trusts it.
+	byIP := tlsClient(rootCert)
+	byIP.Transport.(*http.Transport).TLSClientConfig.ServerName = staticIP
+	if err := waitHTTP(context.Background(), getter(byIP, base+"/_matrix/client/versions"), 200, time.Minute); err != nil {
+		t.Fatalf("TLS by the static address: %v", err)
+	}
 	t.Logf("MEASURE power-on to chat-ready, provisioned, no setup page: %s", v.since())
 	boss := newClient(t, base, hc)
 	boss.login("boss", password("boss"))

@@ -295,6 +295,9 @@
       $('tls-fingerprint').textContent = t.root_fingerprint || '—';
       $('tls-names').textContent = (t.names || []).join(', ');
       $('tls-root').textContent = t.root_pem || '';
+      const unc = t.uncovered || [];
+      $('tls-uncovered').hidden = unc.length === 0;
+      $('tls-uncovered-text').textContent = unc.length ? 'Not covered by the box root: ' + unc.join(', ') : '';
     });
   }
 
@@ -487,6 +490,18 @@
       } catch (err) {
         if (err.status === 401) return signedOut();
         showError(turnForm, err);
+      }
+    });
+
+    $('tls-new-root').addEventListener('click', async () => {
+      if (!confirm('Replace the box root? Every phone and computer must install the new root before it trusts the box again.')) return;
+      $('tls-new-root-error').textContent = '';
+      try {
+        await api('POST', '/admin/api/tls/new-root', {});
+        await loadTLS();
+      } catch (err) {
+        if (err.status === 401) return signedOut();
+        $('tls-new-root-error').textContent = err.message;
       }
     });
 
