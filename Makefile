@@ -46,10 +46,16 @@ $(BIN)/outpostd: $(ELEMENT)/dist/.built
 $(BIN)/outpostd $(BIN)/outpost: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(notdir $@)
 
-# Dendrite is pinned in firmware/dendrite/go.mod (its own module and go.sum) and takes
-# minutes to build, so rebuild only when the pin changes.
-$(BIN)/dendrite: firmware/dendrite/go.mod firmware/dendrite/go.sum
-	cd firmware/dendrite && $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/element-hq/dendrite/cmd/dendrite
+# Dendrite is pinned in firmware/dendrite/go.mod (its own module and go.sum), built with our
+# patches (firmware/dendrite/patches, applied to a copy under build/) through a generated
+# modfile with a replace directive. It takes minutes, so rebuild only when pin or patches change.
+BUILD        := $(CURDIR)/build
+DENDRITE_SRC := firmware/dendrite/go.mod firmware/dendrite/go.sum firmware/dendrite/patched-source.sh $(wildcard firmware/dendrite/patches/*.patch)
+$(BIN)/dendrite: $(DENDRITE_SRC)
+	src=$$(firmware/dendrite/patched-source.sh $(BUILD)) && \
+	{ cat firmware/dendrite/go.mod; echo; echo "replace github.com/element-hq/dendrite => $$src"; } > $(BUILD)/dendrite.mod && \
+	cp firmware/dendrite/go.sum $(BUILD)/dendrite.sum && \
+	cd firmware/dendrite && $(GO) build -modfile=$(BUILD)/dendrite.mod -trimpath -ldflags '-s -w' -o $@ github.com/element-hq/dendrite/cmd/dendrite
 
 dendrite: $(BIN)/dendrite
 

@@ -60,10 +60,12 @@ replace github.com/outpost-im/outpost => $root
 EOF
 cp "$root/go.sum" "$ob/go.sum"
 
-# dendrite: exactly the pinned module graph of firmware/dendrite.
+# dendrite: exactly the pinned module graph of firmware/dendrite, with our patches
+# (firmware/dendrite/patches) applied to a copy of its source, as `make dendrite` builds it.
 db="$inst/builddir/github.com/element-hq/dendrite"
 mkdir -p "$db"
-sed 's#^module .*#module gokrazy/build/dendrite#' "$root/firmware/dendrite/go.mod" > "$db/go.mod"
+dsrc=$("$root/firmware/dendrite/patched-source.sh" "$root/build")
+{ sed 's#^module .*#module gokrazy/build/dendrite#' "$root/firmware/dendrite/go.mod"; echo; echo "replace github.com/element-hq/dendrite => $dsrc"; } > "$db/go.mod"
 cp "$root/firmware/dendrite/go.sum" "$db/go.sum"
 
 

@@ -73,6 +73,10 @@ func (c Config) dsn(component string) string {
 
 type m = map[string]any
 
+// idleConns is how many idle connections each component's SQLite database keeps (chosen with
+// make bench; see docs/benchmarks.md).
+const idleConns = 10
+
 // Render returns dendrite.yaml. It is emitted as JSON, which is valid YAML: no YAML
 // dependency, and no value (a server name, a secret) can ever break out of its string.
 func Render(c Config) ([]byte, error) {
@@ -82,13 +86,13 @@ func Render(c Config) ([]byte, error) {
 	if c.RegistrationSharedSecret == "" {
 		return nil, fmt.Errorf("homeserver: no registration shared secret configured")
 	}
-	// Dendrite applies the pool settings to PostgreSQL only (internal/sqlutil.Open): with
-	// SQLite it runs database/sql's defaults, unlimited open and 2 idle connections, so
-	// bursts of concurrent /sync handlers open fresh connections that each load the schema
-	// again (~20% of dendrite's CPU at 20 busy users, docs/benchmarks.md). The values
-	// below document intent and would apply if Dendrite ever honoured them.
+	// Upstream Dendrite applies pool settings to PostgreSQL only; with SQLite database/sql
+	// keeps 2 idle connections, so bursts of concurrent /sync handlers open fresh
+	// connections that load the schema and prepare every statement again (a third of
+	// dendrite's CPU at 20 busy users). Our build honours max_idle_conns for SQLite
+	// (firmware/dendrite/patches/sqlite-idle-conns.patch); max_open_conns stays unapplied.
 	db := func(component string) m {
-		return m{"connection_string": c.dsn(component), "max_open_conns": 10, "max_idle_conns": 2, "conn_max_lifetime": -1}
+		return m{"connection_string": c.dsn(component), "max_open_conns": 10, "max_idle_conns": idleConns, "conn_max_lifetime": -1}
 	}
 	cache := c.CacheSize
 	if cache == "" {
