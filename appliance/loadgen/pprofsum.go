@@ -94,6 +94,10 @@ func SummarizeProfile(ctx context.Context, goTool, binary, path string) (*Profil
 		args = append(args, binary)
 	}
 	top, err := exec.CommandContext(ctx, goTool, append(args, path)...).Output()
+	if err != nil && binary != "" {
+		// A stripped binary pprof cannot read: the profile's own symbols are enough.
+		top, err = exec.CommandContext(ctx, goTool, "tool", "pprof", "-top", "-nodecount=20", path).Output()
+	}
 	if err == nil {
 		// Keep the table, not pprof's header lines.
 		lines := strings.Split(string(top), "\n")
