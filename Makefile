@@ -52,7 +52,7 @@ $(BIN)/outpostd $(BIN)/outpost: FORCE
 BUILD        := $(CURDIR)/build
 DENDRITE_SRC := firmware/dendrite/go.mod firmware/dendrite/go.sum firmware/dendrite/patched-source.sh $(wildcard firmware/dendrite/patches/*.patch)
 $(BIN)/dendrite: $(DENDRITE_SRC)
-	src=$$(firmware/dendrite/patched-source.sh $(BUILD)) && \
+	src=$$(GO=$(GO) firmware/dendrite/patched-source.sh $(BUILD)) && \
 	{ cat firmware/dendrite/go.mod; echo; echo "replace github.com/element-hq/dendrite => $$src"; } > $(BUILD)/dendrite.mod && \
 	cp firmware/dendrite/go.sum $(BUILD)/dendrite.sum && \
 	cd firmware/dendrite && $(GO) build -modfile=$(BUILD)/dendrite.mod -trimpath -ldflags '-s -w' -o $@ github.com/element-hq/dendrite/cmd/dendrite
