@@ -89,7 +89,8 @@ func Render(c Config) ([]byte, error) {
 	// Upstream Dendrite applies pool settings to PostgreSQL only; with SQLite database/sql
 	// keeps 2 idle connections, so bursts of concurrent /sync handlers open fresh
 	// connections that load the schema and prepare every statement again (a third of
-	// dendrite's CPU at 20 busy users). Our build honours max_idle_conns for SQLite
+	// dendrite's CPU at 20 busy users). Our build honours max_idle_conns and
+	// conn_max_lifetime (-1: never expire) for SQLite
 	// (firmware/dendrite/patches/sqlite-idle-conns.patch); max_open_conns stays unapplied.
 	db := func(component string) m {
 		return m{"connection_string": c.dsn(component), "max_open_conns": 10, "max_idle_conns": idleConns, "conn_max_lifetime": -1}

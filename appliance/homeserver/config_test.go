@@ -73,6 +73,25 @@ func TestRenderDefaults(t *testing.T) {
 	}
 }
 
+// Every component database keeps idle SQLite connections that never expire (our Dendrite
+// build applies both to SQLite; upstream's 2 idle connections reopen and re-prepare under load).
+func TestRenderDatabasePools(t *testing.T) {
+	doc := render(t, Config{Dir: "/d", ServerName: "box.lan", RegistrationSharedSecret: "x"})
+	dbs := []string{"user_api.account_database", "room_server.database", "sync_api.database", "key_server.database",
+		"media_api.database", "federation_api.database", "relay_api.database", "mscs.database"}
+	if len(dbs) != len(Components) {
+		t.Fatalf("%d databases checked, %d components", len(dbs), len(Components))
+	}
+	for _, db := range dbs {
+		if got := dig(doc, db+".max_idle_conns"); got != float64(idleConns) || idleConns <= 2 {
+			t.Errorf("%s.max_idle_conns = %v, want %d (> database/sql's default of 2)", db, got, idleConns)
+		}
+		if got := dig(doc, db+".conn_max_lifetime"); got != float64(-1) {
+			t.Errorf("%s.conn_max_lifetime = %v, want -1 (never expire)", db, got)
+		}
+	}
+}
+
 func TestRenderFederationAndTURN(t *testing.T) {
 	doc := render(t, Config{
 		Dir: "/d", ServerName: "box.lan", Federation: true, RegistrationSharedSecret: "x",

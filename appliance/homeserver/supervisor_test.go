@@ -2,9 +2,13 @@ package homeserver
 
 import (
 	"context"
+	"debug/buildinfo"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +18,32 @@ import (
 
 // dendriteBinary is the real dendrite (see testenv).
 func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
+
+// The dendrite under test is our build: the pinned module with firmware/dendrite/patches
+// applied through a replace directive (make dendrite), not the stock module, whose SQLite
+// databases ignore the pool settings Render writes.
+func TestDendriteIsPatchedBuild(t *testing.T) {
+	bin := dendriteBinary(t)
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	// Built from firmware/dendrite, Dendrite is the binary's main module.
+	for _, m := range append([]*debug.Module{&info.Main}, info.Deps...) {
+		if m.Path != "github.com/element-hq/dendrite" {
+			continue
+		}
+		if m.Replace == nil || !strings.Contains(m.Replace.Path, "dendrite-src-") {
+			msg := fmt.Sprintf("%s is the stock Dendrite module %s, not our patched build (make dendrite)", bin, m.Version)
+			if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+		return
+	}
+	t.Fatalf("%s: no github.com/element-hq/dendrite module in its build info", bin)
+}
 
 func newTestSupervisor(t *testing.T) (*Supervisor, Config) {
 	t.Helper()

@@ -23,5 +23,7 @@ if [ ! -f "$dst/.outpost-patched" ]; then
 	done
 	touch "$dst.tmp/.outpost-patched"
 	mv "$dst.tmp" "$dst"
+	# Copies made for earlier versions of the patches are of no further use.
+	find "$out" -maxdepth 1 -name 'dendrite-src-*' ! -name "$(basename "$dst")" -exec rm -rf {} +
 fi
 echo "$dst"
