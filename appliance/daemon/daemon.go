@@ -432,6 +432,8 @@ func runOnce(ctx context.Context, c Config) error {
 				return err
 			}}
 		go provisionAtBoot(ctx, c, prov, backupSvc, log)
+	} else {
+		go consumeLeftoverManifest(c, st.ServerName, log)
 	}
 
 	<-ctx.Done()
@@ -573,6 +575,35 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 			log.Error("the first snapshot after provisioning failed; it is retried on schedule", "err", err)
 		}
 	}
+}
+
+// consumeLeftoverManifest wipes a manifest that was applied but not consumed: setup
+// completes before the manifest is wiped, so a power cut in between leaves its secrets on
+// the stick or boot partition of a box that is already set up. A manifest for another
+// server name was not applied here and is left alone.
+func consumeLeftoverManifest(c Config, serverName string, log *slog.Logger) {
+	if c.MountProvisionMedia != nil {
+		unmount, err := c.MountProvisionMedia()
+		if err != nil {
+			log.Warn("cannot look everywhere for a leftover provisioning manifest", "err", err)
+		}
+		defer unmount()
+	}
+	src, ok := provision.Find(c.ProvisionSources)
+	if !ok {
+		return
+	}
+	m, err := provision.Load(src, nil)
+	if err != nil || m.ServerName != serverName {
+		log.Warn("a provisioning manifest is present but the box is already set up; it is ignored", "path", src.Path)
+		return
+	}
+	if err := provision.Consume(src, m); err != nil {
+		log.Error("the applied manifest could not be wiped", "path", src.Path, "err", err)
+		fmt.Fprintf(c.Console, "\n  WARNING: %v\n\n", err)
+		return
+	}
+	log.Info("wiped a provisioning manifest applied before a restart", "source", src.Kind, "path", src.Path)
 }
 
 // snapshotToStick takes a snapshot to every target on the USB stick just plugged in, and
