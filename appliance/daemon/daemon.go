@@ -528,14 +528,8 @@ func ProvisionSources(flagPath string) []provision.Source {
 // snapshot. A manifest that fails leaves the box unconfigured with the setup page available,
 // and says why on the console.
 func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *backup.Service, log *slog.Logger) {
-	if c.MountProvisionMedia != nil {
-		unmount, err := c.MountProvisionMedia()
-		if err != nil {
-			log.Warn("cannot look everywhere for a provisioning manifest", "err", err)
-		}
-		defer unmount()
-	}
-	src, ok := provision.Find(c.ProvisionSources)
+	src, ok, unmount := findManifest(c, log)
+	defer unmount()
 	if !ok {
 		return
 	}
@@ -577,19 +571,30 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 	}
 }
 
+// findManifest mounts the media a manifest may be on and finds the first one; unmount is
+// to be called when done with it.
+func findManifest(c Config, log *slog.Logger) (src provision.Source, ok bool, unmount func()) {
+	unmount = func() {}
+	if c.MountProvisionMedia != nil {
+		u, err := c.MountProvisionMedia()
+		if err != nil {
+			log.Warn("cannot look everywhere for a provisioning manifest", "err", err)
+		}
+		if u != nil {
+			unmount = u
+		}
+	}
+	src, ok = provision.Find(c.ProvisionSources)
+	return src, ok, unmount
+}
+
 // consumeLeftoverManifest wipes a manifest that was applied but not consumed: setup
 // completes before the manifest is wiped, so a power cut in between leaves its secrets on
 // the stick or boot partition of a box that is already set up. A manifest for another
 // server name was not applied here and is left alone.
 func consumeLeftoverManifest(c Config, serverName string, log *slog.Logger) {
-	if c.MountProvisionMedia != nil {
-		unmount, err := c.MountProvisionMedia()
-		if err != nil {
-			log.Warn("cannot look everywhere for a leftover provisioning manifest", "err", err)
-		}
-		defer unmount()
-	}
-	src, ok := provision.Find(c.ProvisionSources)
+	src, ok, unmount := findManifest(c, log)
+	defer unmount()
 	if !ok {
 		return
 	}
