@@ -50,10 +50,10 @@ $(BIN)/outpostd $(BIN)/outpost: FORCE
 # patches (firmware/dendrite/patches, applied to a copy under build/) through a generated
 # modfile with a replace directive. It takes minutes, so rebuild only when pin or patches change.
 BUILD        := $(CURDIR)/build
-DENDRITE_SRC := firmware/dendrite/go.mod firmware/dendrite/go.sum firmware/dendrite/patched-source.sh $(wildcard firmware/dendrite/patches/*.patch)
+DENDRITE_SRC := firmware/dendrite/go.mod firmware/dendrite/go.sum firmware/dendrite/patched-source.sh $(shell find firmware/dendrite/patches -name '*.patch')
 $(BIN)/dendrite: $(DENDRITE_SRC)
-	src=$$(GO=$(GO) firmware/dendrite/patched-source.sh $(BUILD)) && \
-	{ cat firmware/dendrite/go.mod; echo; echo "replace github.com/element-hq/dendrite => $$src"; } > $(BUILD)/dendrite.mod && \
+	replace=$$(GO=$(GO) firmware/dendrite/patched-source.sh $(BUILD)) && \
+	{ cat firmware/dendrite/go.mod; echo; echo "$$replace"; } > $(BUILD)/dendrite.mod && \
 	cp firmware/dendrite/go.sum $(BUILD)/dendrite.sum && \
 	cd firmware/dendrite && $(GO) build -modfile=$(BUILD)/dendrite.mod -trimpath -ldflags '-s -w' -o $@ github.com/element-hq/dendrite/cmd/dendrite
 

@@ -64,8 +64,8 @@ cp "$root/go.sum" "$ob/go.sum"
 # (firmware/dendrite/patches) applied to a copy of its source, as `make dendrite` builds it.
 db="$inst/builddir/github.com/element-hq/dendrite"
 mkdir -p "$db"
-dsrc=$("$root/firmware/dendrite/patched-source.sh" "$root/build")
-{ sed 's#^module .*#module gokrazy/build/dendrite#' "$root/firmware/dendrite/go.mod"; echo; echo "replace github.com/element-hq/dendrite => $dsrc"; } > "$db/go.mod"
+replace=$("$root/firmware/dendrite/patched-source.sh" "$root/build")
+{ sed 's#^module .*#module gokrazy/build/dendrite#' "$root/firmware/dendrite/go.mod"; echo; echo "$replace"; } > "$db/go.mod"
 cp "$root/firmware/dendrite/go.sum" "$db/go.sum"
 
 

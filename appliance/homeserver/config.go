@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -67,7 +68,10 @@ func (c Config) dsn(component string) string {
 	// WAL + synchronous=NORMAL: ~2x send throughput and ~3.5x lower /sync latency than
 	// the rollback journal (measured, see DESIGN.md). A power cut can lose the last
 	// transactions but never corrupts the database; snapshots give the recovery point.
-	path += "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	// _stmt_cache: our build of the SQLite driver keeps compiled statements per connection
+	// instead of compiling the SQL again on every use (firmware/dendrite/patches/
+	// modernc.org/sqlite); a fifth of dendrite's CPU under load went to that.
+	path += "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_stmt_cache=" + strconv.Itoa(stmtCacheSize)
 	return (&url.URL{Scheme: "file", Path: path}).String()
 }
 
@@ -76,6 +80,10 @@ type m = map[string]any
 // idleConns is how many idle connections each component's SQLite database keeps (chosen with
 // make bench; see docs/benchmarks.md).
 const idleConns = 10
+
+// stmtCacheSize is how many compiled statements each SQLite connection keeps (chosen with
+// make bench; see docs/benchmarks.md).
+const stmtCacheSize = 128
 
 // Render returns dendrite.yaml. It is emitted as JSON, which is valid YAML: no YAML
 // dependency, and no value (a server name, a secret) can ever break out of its string.
@@ -91,7 +99,7 @@ func Render(c Config) ([]byte, error) {
 	// connections that load the schema and prepare every statement again (a third of
 	// dendrite's CPU at 20 busy users). Our build honours max_idle_conns and
 	// conn_max_lifetime (-1: never expire) for SQLite
-	// (firmware/dendrite/patches/sqlite-idle-conns.patch); max_open_conns stays unapplied.
+	// (firmware/dendrite/patches/github.com/element-hq/dendrite); max_open_conns stays unapplied.
 	db := func(component string) m {
 		return m{"connection_string": c.dsn(component), "max_open_conns": 10, "max_idle_conns": idleConns, "conn_max_lifetime": -1}
 	}

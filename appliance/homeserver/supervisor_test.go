@@ -19,9 +19,9 @@ import (
 // dendriteBinary is the real dendrite (see testenv).
 func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
 
-// The dendrite under test is our build: the pinned module with firmware/dendrite/patches
-// applied through a replace directive (make dendrite), not the stock module, whose SQLite
-// databases ignore the pool settings Render writes.
+// The dendrite under test is our build: the pinned modules with firmware/dendrite/patches
+// applied through replace directives (make dendrite), not the stock modules, which ignore
+// the pool settings and the statement cache option Render writes.
 func TestDendriteIsPatchedBuild(t *testing.T) {
 	bin := dendriteBinary(t)
 	info, err := buildinfo.ReadFile(bin)
@@ -29,20 +29,23 @@ func TestDendriteIsPatchedBuild(t *testing.T) {
 		t.Fatalf("%s: %v", bin, err)
 	}
 	// Built from firmware/dendrite, Dendrite is the binary's main module.
+	mods := map[string]*debug.Module{}
 	for _, m := range append([]*debug.Module{&info.Main}, info.Deps...) {
-		if m.Path != "github.com/element-hq/dendrite" {
-			continue
+		mods[m.Path] = m
+	}
+	for _, path := range []string{"github.com/element-hq/dendrite", "modernc.org/sqlite"} {
+		m := mods[path]
+		if m == nil {
+			t.Fatalf("%s: no %s module in its build info", bin, path)
 		}
-		if m.Replace == nil || !strings.Contains(m.Replace.Path, "dendrite-src-") {
-			msg := fmt.Sprintf("%s is the stock Dendrite module %s, not our patched build (make dendrite)", bin, m.Version)
+		if m.Replace == nil || !strings.Contains(m.Replace.Path, "/patched-") {
+			msg := fmt.Sprintf("%s has the stock module %s %s, not our patched copy (make dendrite)", bin, path, m.Version)
 			if os.Getenv("OUTPOST_REQUIRE_DENDRITE") != "" {
 				t.Fatal(msg)
 			}
 			t.Skip(msg)
 		}
-		return
 	}
-	t.Fatalf("%s: no github.com/element-hq/dendrite module in its build info", bin)
 }
 
 func newTestSupervisor(t *testing.T) (*Supervisor, Config) {
