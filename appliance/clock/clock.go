@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,6 +31,10 @@ type Keeper struct {
 	Now func() time.Time
 	Set func(time.Time) error
 	Log *slog.Logger
+
+	// mu orders Save against Reset: a Save that read the clock before a step back must not
+	// write its (future) time after Reset wrote the new mark.
+	mu sync.Mutex
 }
 
 // Saved returns the persisted time, or the zero time if there is none (or it is unreadable:
@@ -68,6 +73,8 @@ func (k *Keeper) Restore() (time.Duration, error) {
 // Save records the current time unless it is before the saved one (the saved time only ever
 // moves forward, so a clock set back by hand is not made permanent).
 func (k *Keeper) Save() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	now := k.Now()
 	if now.Before(k.Saved()) {
 		return nil
@@ -77,7 +84,12 @@ func (k *Keeper) Save() error {
 
 // Reset records t even when it is before the saved time: an authoritative time source (a
 // LAN NTP server the administrator configured) said the saved time was in the future.
-func (k *Keeper) Reset(t time.Time) error { return k.write(t) }
+// The caller steps the clock before calling it.
+func (k *Keeper) Reset(t time.Time) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.write(t)
+}
 
 func (k *Keeper) write(now time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(k.Path), 0o700); err != nil {

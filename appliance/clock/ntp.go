@@ -15,8 +15,10 @@ import (
 // Syncer sets the clock from NTP servers on the LAN that an administrator configured. It is
 // off until servers are set: the box never looks for time on the internet.
 //
-// A clock that is behind is stepped forward at once. One that is ahead is stepped back only
-// when two polls in a row agree, so one bad answer cannot throw the box into the past; after
+// A clock that is behind is stepped forward at once, by up to MaxForward. A larger step
+// forward, and any step back, needs two polls in a row that agree (the second one comes
+// within Confirm), so one bad or forged answer cannot throw the box into the past or years
+// ahead, where its certificates and sessions would expire; after
 // a step back, Stepped lets the Keeper lower its high-water mark (else the next boot would
 // move the clock forward to the old, wrong time again). Offsets under Tolerance are left
 // alone: stepping for them would only add jitter to message timestamps.
@@ -30,13 +32,19 @@ type Syncer struct {
 	Log       *slog.Logger
 	Interval  time.Duration // between polls; default 15 min
 	Tolerance time.Duration // default 500 ms
-	Port      int           // NTP port; 0 = 123 (tests use others)
+	// MaxForward is the largest step forward taken on one answer; default 24 h (a box that
+	// was off for longer boots at its saved time and waits for a second answer).
+	MaxForward time.Duration
+	// Confirm is how soon a second poll follows an answer that wants a step needing one;
+	// default 30 s.
+	Confirm time.Duration
+	Port    int // NTP port; 0 = 123 (tests use others)
 
-	mu          sync.Mutex
-	servers     []string
-	wake        chan struct{}
-	status      SyncStatus
-	pendingBack time.Duration // offset of the last poll that wanted a step back
+	mu      sync.Mutex
+	servers []string
+	wake    chan struct{}
+	status  SyncStatus
+	pending time.Duration // offset of the last poll that wanted a step needing a second answer
 }
 
 // SyncStatus is the last poll's result, for the console and `outpost status`.
@@ -64,6 +72,12 @@ func (s *Syncer) init() {
 	if s.Tolerance == 0 {
 		s.Tolerance = 500 * time.Millisecond
 	}
+	if s.MaxForward == 0 {
+		s.MaxForward = 24 * time.Hour
+	}
+	if s.Confirm == 0 {
+		s.Confirm = 30 * time.Second
+	}
 }
 
 // SetServers replaces the servers and polls them soon.
@@ -72,7 +86,7 @@ func (s *Syncer) SetServers(servers []string) {
 	s.mu.Lock()
 	s.servers = append([]string(nil), servers...)
 	s.status = SyncStatus{Servers: s.servers}
-	s.pendingBack = 0
+	s.pending = 0
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -100,7 +114,13 @@ func (s *Syncer) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		s.Poll(ctx)
-		t.Reset(s.Interval)
+		s.mu.Lock()
+		next := s.Interval
+		if s.pending != 0 {
+			next = min(next, s.Confirm)
+		}
+		s.mu.Unlock()
+		t.Reset(next)
 	}
 }
 
@@ -158,18 +178,18 @@ func (s *Syncer) act(offset time.Duration, server string) (bool, error) {
 		abs = -abs
 	}
 	if abs < s.Tolerance {
-		s.pendingBack = 0
+		s.pending = 0
 		return false, nil
 	}
-	if offset < 0 {
-		prev := s.pendingBack
-		s.pendingBack = offset
+	if offset < 0 || offset > s.MaxForward {
+		prev := s.pending
+		s.pending = offset
 		if prev == 0 || (prev-offset).Abs() > 2*s.Tolerance {
-			s.Log.Info("the clock is ahead of the time server; stepping back if the next poll agrees", "server", server, "offset", offset)
+			s.Log.Info("the time server wants a step back or a large step forward; taking it if the next poll agrees", "server", server, "offset", offset)
 			return false, nil
 		}
 	}
-	s.pendingBack = 0
+	s.pending = 0
 	if s.Set == nil {
 		s.Log.Info("clock offset from the time server (this machine's clock is not ours to set)", "server", server, "offset", offset)
 		return false, nil

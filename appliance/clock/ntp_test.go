@@ -121,6 +121,18 @@ func TestSyncerSetsClockFromLANServer(t *testing.T) {
 		t.Fatalf("in step: %+v", st)
 	}
 
+	// Years ahead on one answer (a forged or broken server) is not taken; two agreeing
+	// answers are (a box that was off for long and booted at its saved time).
+	srv.offset.Store(int64(3 * 365 * 24 * time.Hour))
+	if st := s.Poll(ctx); st.Stepped {
+		t.Fatalf("stepped years forward on a single answer: %+v", st)
+	}
+	if st := s.Poll(ctx); !st.Stepped || len(stepped) != 3 {
+		t.Fatalf("years ahead, second poll: %+v (%d steps)", st, len(stepped))
+	}
+	srv.offset.Store(0)
+	box.off.Store(0)
+
 	// A server that does not answer is reported, the next one is used.
 	dead, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	deadAddr := dead.LocalAddr().String()

@@ -50,6 +50,11 @@ func (p *Process) loop(stop, done chan struct{}) {
 	pause := time.Second
 	for {
 		cmd := exec.Command(p.Path, p.Args...)
+		// If outpostd dies, the helper dies with it (Pdeathsig), and it has its own process
+		// group: gokrazy restarts a service only after every process in the service's
+		// group has exited, so a DHCP client left in outpostd's group would keep outpostd
+		// down for good after a crash.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		out, _ := cmd.StderrPipe()
 		cmd.Stdout = cmd.Stderr
 		started := time.Now()
