@@ -47,8 +47,8 @@ $(BIN)/outpostd $(BIN)/outpost: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(notdir $@)
 
 # Dendrite is pinned in firmware/dendrite/go.mod (its own module and go.sum), built with our
-# patches (firmware/dendrite/patches, applied to a copy under build/) through a generated
-# modfile with a replace directive. It takes minutes, so rebuild only when pin or patches change.
+# patches (firmware/dendrite/patches/MODULE, each module applied to a copy under build/) through
+# a generated modfile with one replace directive per patched module. It takes minutes, so rebuild only when pin or patches change.
 BUILD        := $(CURDIR)/build
 DENDRITE_SRC := firmware/dendrite/go.mod firmware/dendrite/go.sum firmware/dendrite/patched-source.sh $(shell find firmware/dendrite/patches -name '*.patch')
 $(BIN)/dendrite: $(DENDRITE_SRC)

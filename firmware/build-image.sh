@@ -61,7 +61,7 @@ EOF
 cp "$root/go.sum" "$ob/go.sum"
 
 # dendrite: exactly the pinned module graph of firmware/dendrite, with our patches
-# (firmware/dendrite/patches) applied to a copy of its source, as `make dendrite` builds it.
+# (firmware/dendrite/patches/MODULE) applied to copies of those modules, as `make dendrite` builds it.
 db="$inst/builddir/github.com/element-hq/dendrite"
 mkdir -p "$db"
 replace=$("$root/firmware/dendrite/patched-source.sh" "$root/build")

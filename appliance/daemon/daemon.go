@@ -576,12 +576,9 @@ func provisionAtBoot(ctx context.Context, c Config, a *provision.Applier, b *bac
 func findManifest(c Config, log *slog.Logger) (src provision.Source, ok bool, unmount func()) {
 	unmount = func() {}
 	if c.MountProvisionMedia != nil {
-		u, err := c.MountProvisionMedia()
-		if err != nil {
+		var err error
+		if unmount, err = c.MountProvisionMedia(); err != nil {
 			log.Warn("cannot look everywhere for a provisioning manifest", "err", err)
-		}
-		if u != nil {
-			unmount = u
 		}
 	}
 	src, ok = provision.Find(c.ProvisionSources)

@@ -13,18 +13,17 @@ out=${1:?usage: patched-source.sh OUTDIR}
 command -v patch >/dev/null || { echo "patched-source.sh: 'patch' is missing (apt-get install patch)" >&2; exit 1; }
 mkdir -p "$out"
 keep=()
-for moddir in $(cd "$here/patches" && find . -name '*.patch' -printf '%h\n' | sed 's#^\./##' | sort -u); do
-	mod=$moddir
+for mod in $(cd "$here/patches" && find . -name '*.patch' -printf '%h\n' | sed 's#^\./##' | sort -u); do
 	src=$(cd "$here" && "${GO:-go}" mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
 	[ -d "$src" ] || { echo "patched-source.sh: no module source for $mod" >&2; exit 1; }
-	stamp=$(cat "$here/patches/$moddir"/*.patch | sha256sum | cut -c1-12)
+	stamp=$(cat "$here/patches/$mod"/*.patch | sha256sum | cut -c1-12)
 	dst="$out/patched-$(basename "$src")-$stamp" # basename: NAME@VERSION
 	keep+=("$(basename "$dst")")
 	if [ ! -f "$dst/.outpost-patched" ]; then
 		rm -rf "$dst" "$dst.tmp"
 		cp -r "$src" "$dst.tmp"
 		chmod -R u+w "$dst.tmp"
-		for p in "$here/patches/$moddir"/*.patch; do
+		for p in "$here/patches/$mod"/*.patch; do
 			patch -d "$dst.tmp" -p1 --forward --silent < "$p" >&2
 		done
 		touch "$dst.tmp/.outpost-patched"
