@@ -15,7 +15,7 @@ WEBTESTS  := web/tests
 ELEMENT   := web/element
 # Element is rebuilt only when its sources, pins or patches change (a build takes ~1 minute).
 ELEMENT_SRC := $(shell find $(ELEMENT)/src $(ELEMENT)/patches -type f 2>/dev/null) \
-	$(ELEMENT)/index.html $(ELEMENT)/build.mjs $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
+	$(ELEMENT)/index.html $(ELEMENT)/build.mjs $(ELEMENT)/svg.mjs $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
 
 .PHONY: bench load bench-snapshot
 .PHONY: all build run test test-go test-browser test-element-cves web lint dendrite clean bench-turn
@@ -36,7 +36,7 @@ $(ELEMENT)/dist/.built: $(ELEMENT)/node_modules/.installed $(ELEMENT_SRC)
 
 web: $(ELEMENT)/dist/.built
 
-# Tests of the security patches applied to the Element SDKs.
+# Tests of the security patches applied to the Element SDKs and of our build shell.
 test-element-cves: $(ELEMENT)/node_modules/.installed
 	cd $(ELEMENT) && node --test test/
 

@@ -22,6 +22,7 @@ import postcssNested from "postcss-nested";
 import postcssEasings from "postcss-easings";
 import postcssHexrgba from "postcss-hexrgba";
 import postcssPresetEnv from "postcss-preset-env";
+import { svgPlugin } from "./svg.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.resolve(process.argv[2] || path.join(here, "dist"));
@@ -80,50 +81,6 @@ const common = {
     alias: { util: path.join(here, "src/shims/util.js") },
     inject: [path.join(here, "src/shims/buffer.js")],
 };
-
-// ---- SVG: webpack's @svgr loader gave `Icon` (a React component) and a default URL. ----
-function svgPlugin() {
-    return {
-        name: "svg",
-        setup(b) {
-            b.onLoad({ filter: /\.svg$/ }, async (args) => {
-                const src = await fs.readFile(args.path, "utf8");
-                const m = /<svg\b([^>]*)>([\s\S]*)<\/svg>\s*$/.exec(src.replace(/<\?xml[^>]*>|<!--[\s\S]*?-->/g, "").trim());
-                const attrs = {};
-                if (m) {
-                    for (const a of m[1].matchAll(/([\w:-]+)\s*=\s*"([^"]*)"/g)) {
-                        let k = a[1];
-                        if (k === "class") k = "className";
-                        else if (k.startsWith("xmlns:") || k === "xml:space") continue;
-                        else if (k.includes("-")) k = k.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-                        attrs[k] = a[2];
-                    }
-                }
-                const inner = m ? m[2] : "";
-                return {
-                    resolveDir: path.dirname(args.path),
-                    loader: "js",
-                    contents: `
-import React from "react";
-import url from ${JSON.stringify(args.path + "?url")};
-const attrs = ${JSON.stringify(attrs)};
-const inner = { __html: ${JSON.stringify(inner)} };
-export const Icon = React.forwardRef(function Icon(props, ref) {
-  return React.createElement("svg", Object.assign({}, attrs, props, { ref, dangerouslySetInnerHTML: inner }));
-});
-export const ReactComponent = Icon;
-export default url;`,
-                };
-            });
-            b.onResolve({ filter: /\.svg\?url$/ }, (args) => ({ path: args.path.slice(0, -4), namespace: "svg-url" }));
-            b.onLoad({ filter: /.*/, namespace: "svg-url" }, async (args) => ({
-                contents: await fs.readFile(args.path),
-                loader: "file",
-                resolveDir: path.dirname(args.path),
-            }));
-        },
-    };
-}
 
 // ---- Worker and worklet URLs: webpack's `new URL("./x.ts", import.meta.url)`. ----
 async function buildWorker(entry) {

@@ -229,10 +229,19 @@ test('snapshot, restore while both stay signed in: new messages still decrypt bo
   await step(alice, 'send-after-snapshot', () => send(alice, 'Said after the snapshot.'));
   await step(bob, 'recv-after-snapshot', () => tile(bob, 'Said after the snapshot.').waitFor({ timeout: 60000 }));
   await box.offline(async () => {
+    // With the box off, both rooms show Element's "connection lost" bar (drawing its warning
+    // icon once crashed the whole room view).
+    for (const p of [alice, bob]) {
+      await step(p, 'connection-lost', () => p.page.locator('.mx_RoomStatusBar_connectionLostBar').waitFor({ timeout: 90000 }));
+    }
+    await shot(alice.page, '16-alice-connection-lost');
     const out = box.cli(['restore', '--kind', 'local', '--path', usb, '--recovery-key', keyFile]);
     assert.match(out, /restored into/);
   });
   await box.waitHealthy();
+  for (const p of [alice, bob]) {
+    await step(p, 'reconnected', () => p.page.locator('.mx_RoomStatusBar_connectionLostBar').waitFor({ state: 'detached', timeout: 90000 }));
+  }
   // Both browsers were left open; their sessions continue against the restored server.
   await step(alice, 'send-after-restore', () => send(alice, 'Hello again after the restore.'));
   await step(bob, 'recv-after-restore', () => tile(bob, 'Hello again after the restore.').waitFor({ timeout: 120000 }));
