@@ -69,15 +69,23 @@ type daemon struct {
 	extra []string
 }
 
-func freePort(t *testing.T) string {
+// freePorts returns n distinct loopback addresses that were free a moment ago. The listeners
+// stay open until all are picked: closed one at a time, the kernel may hand out a port twice.
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
+
+func freePort(t *testing.T) string { return freePorts(t, 1)[0] }
 
 // startDaemon starts outpostd on dataDir and waits until its gateway answers.
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
@@ -85,7 +93,8 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	tmp := t.TempDir()
 	trustDirs.Store(dataDir, true)
 	t.Cleanup(func() { trustDirs.Delete(dataDir) })
-	d := &daemon{t: t, dataDir: dataDir, addr: freePort(t), saddr: freePort(t), logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt"), extra: extra}
+	ports := freePorts(t, 4)
+	d := &daemon{t: t, dataDir: dataDir, addr: ports[0], saddr: ports[1], turnAddr: ports[2], turnTLSAddr: ports[3], logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt"), extra: extra}
 	d.start()
 	t.Cleanup(d.stop)
 	return d
@@ -105,9 +114,6 @@ func (d *daemon) start() {
 	hs := d.dendrite
 	if hs == "" {
 		hs = dendriteBinary(t)
-	}
-	if d.turnAddr == "" {
-		d.turnAddr, d.turnTLSAddr = freePort(t), freePort(t)
 	}
 	d.cmd = exec.Command(bins.outpostd, append([]string{"-data", d.dataDir, "-http", d.addr, "-https", d.saddr,
 		"-turn", d.turnAddr, "-turn-tls", d.turnTLSAddr, "-dendrite", hs, "-log-level", "debug"}, d.extra...)...)

@@ -74,7 +74,11 @@ func TestACMEModeAgainstPebble(t *testing.T) {
 	t.Cleanup(func() { tlsSrv.Close() })
 	addr := tlsLn.Addr().String()
 
-	acmePort, mgmtPort := freePort(t), freePort(t)
+	// Both listeners stay open until both ports are picked, so the two differ.
+	l1, l2 := listenLoopback(t), listenLoopback(t)
+	acmePort, mgmtPort := portOf(t, l1.Addr().String()), portOf(t, l2.Addr().String())
+	l1.Close()
+	l2.Close()
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           "127.0.0.1:" + acmePort,
 		"managementListenAddress": "127.0.0.1:" + mgmtPort,
@@ -326,15 +330,6 @@ func listenLoopback(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
-}
-
-// freePort returns a loopback port that was free a moment ago, for a subprocess that
-// cannot be handed a listener.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln := listenLoopback(t)
-	defer ln.Close()
-	return portOf(t, ln.Addr().String())
 }
 
 func tcpPort(t *testing.T, ln net.Listener) int {

@@ -56,7 +56,8 @@ func TestImageInQEMU(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: freePort(t), tls: freePort(t), staticTLS: freePort(t)}
+	ports := freePorts(t, 3)
+	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: ports[0], tls: ports[1], staticTLS: ports[2]}
 	t.Cleanup(v.kill)
 	copySparse(t, img, v.disk, diskBytes)
 

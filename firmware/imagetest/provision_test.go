@@ -97,7 +97,8 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 		t.Fatalf("the manifest is not in the image's /perm: %q", out)
 	}
 
-	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: freePort(t), tls: freePort(t), staticTLS: freePort(t), staticHTTP: freePort(t)}
+	ports := freePorts(t, 4)
+	v := &vm{t: t, dir: dir, disk: filepath.Join(dir, "disk.img"), http: ports[0], tls: ports[1], staticTLS: ports[2], staticHTTP: ports[3]}
 	t.Cleanup(v.kill)
 	copySparse(t, img, v.disk, diskBytes)
 	v.boot()

@@ -32,14 +32,21 @@ type vm struct {
 	monitorSoc            string
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct ports on 127.0.0.1 that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// All listeners stay open until every port is picked: closed one at a time, the kernel
+	// may hand out the same port again, and QEMU then refuses the second forwarding rule.
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // boot starts QEMU under timeout(1), so a hung test can never leave a VM behind.

@@ -16,24 +16,26 @@ const bin = process.env.OUTPOST_BIN ? resolve(process.env.OUTPOST_BIN) : join(re
 export const artifacts = process.env.OUTPOST_ARTIFACTS || join(repo, 'test-artifacts', 'browser');
 mkdirSync(artifacts, { recursive: true });
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
+// freePorts resolves to n distinct loopback ports that were free a moment ago. The servers
+// stay open until all are picked: closed one at a time, the kernel may hand out a port twice.
+async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = createServer();
+      servers.push(s);
+      await new Promise((res, rej) => { s.once('error', rej); s.listen(0, '127.0.0.1', res); });
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((res) => s.close(() => res()))));
+  }
 }
 
 // startOutpost runs outpostd on a fresh data dir and resolves once its gateway answers.
 export async function startOutpost() {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-browser-'));
-  const port = await freePort();
-  const sport = await freePort();
-  const tport = await freePort();
-  const tlsport = await freePort();
+  const [port, sport, tport, tlsport] = await freePorts(4);
   const base = `http://127.0.0.1:${port}`;
   const log = openSync(join(artifacts, `outpostd-${port}.log`), 'a');
   let proc;
