@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,23 +68,7 @@ type daemon struct {
 	extra []string
 }
 
-// freePorts returns n distinct loopback addresses that were free a moment ago. The listeners
-// stay open until all are picked: closed one at a time, the kernel may hand out a port twice.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		addrs[i] = ln.Addr().String()
-	}
-	return addrs
-}
-
-func freePort(t *testing.T) string { return freePorts(t, 1)[0] }
+func freePort(t *testing.T) string { return testenv.FreePorts(t, 1)[0] }
 
 // startDaemon starts outpostd on dataDir and waits until its gateway answers.
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
@@ -93,7 +76,7 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	tmp := t.TempDir()
 	trustDirs.Store(dataDir, true)
 	t.Cleanup(func() { trustDirs.Delete(dataDir) })
-	ports := freePorts(t, 4)
+	ports := testenv.FreePorts(t, 4)
 	d := &daemon{t: t, dataDir: dataDir, addr: ports[0], saddr: ports[1], turnAddr: ports[2], turnTLSAddr: ports[3], logPath: filepath.Join(tmp, "outpostd.log"), conPath: filepath.Join(tmp, "console.txt"), extra: extra}
 	d.start()
 	t.Cleanup(d.stop)

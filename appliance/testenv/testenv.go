@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,4 +47,22 @@ func Tool(t testing.TB, name, debianPackage string) string {
 	}
 	t.Skipf("needs %s: apt-get install %s", name, debianPackage)
 	return ""
+}
+
+// FreePorts returns n distinct loopback addresses ("127.0.0.1:PORT") that were free a moment
+// ago, for a subprocess that cannot be handed a listener. The listeners stay open until all
+// are picked: closed one at a time, the kernel may hand out the same port twice, and the
+// subprocess then fails to bind its second one.
+func FreePorts(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+	}
+	return addrs
 }

@@ -9,10 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-im/outpost/appliance/testenv"
 )
 
 // vm is one boot of the image under QEMU (software emulation, no KVM). The disk persists
@@ -32,19 +35,13 @@ type vm struct {
 	monitorSoc            string
 }
 
-// freePorts returns n distinct ports on 127.0.0.1 that were free a moment ago.
+// freePorts returns n distinct free loopback ports for QEMU's forwarding rules.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	// All listeners stay open until every port is picked: closed one at a time, the kernel
-	// may hand out the same port again, and QEMU then refuses the second forwarding rule.
 	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	for i, a := range testenv.FreePorts(t, n) {
+		_, p, _ := strings.Cut(a, ":")
+		ports[i], _ = strconv.Atoi(p)
 	}
 	return ports
 }
