@@ -199,6 +199,21 @@ func (c *client) messages(roomID string) []event {
 	}
 }
 
+// syncResponse is the part of a /sync answer the tests read.
+type syncResponse struct {
+	NextBatch string `json:"next_batch"`
+	Rooms     struct {
+		Join map[string]struct {
+			Timeline struct {
+				Events []event `json:"events"`
+			} `json:"timeline"`
+		} `json:"join"`
+	} `json:"rooms"`
+}
+
+// timeline is the answer's new timeline events in a joined room.
+func (r *syncResponse) timeline(roomID string) []event { return r.Rooms.Join[roomID].Timeline.Events }
+
 // syncUntil long-polls /sync until a message with the given body appears in roomID
 // (returning its sender) or the timeout passes.
 func (c *client) syncUntil(roomID, body string, timeout time.Duration) (sender string, ok bool) {
@@ -215,18 +230,9 @@ func (c *client) syncFrom(since, roomID, body string, timeout time.Duration) (se
 		if since != "" {
 			q.Set("since", since)
 		}
-		var resp struct {
-			NextBatch string `json:"next_batch"`
-			Rooms     struct {
-				Join map[string]struct {
-					Timeline struct {
-						Events []event `json:"events"`
-					} `json:"timeline"`
-				} `json:"join"`
-			} `json:"rooms"`
-		}
+		var resp syncResponse
 		c.must(http.MethodGet, "/_matrix/client/v3/sync?"+q.Encode(), nil, &resp)
-		for _, ev := range resp.Rooms.Join[roomID].Timeline.Events {
+		for _, ev := range resp.timeline(roomID) {
 			if ev.Type == "m.room.message" && ev.Content["body"] == body {
 				return ev.Sender, true
 			}

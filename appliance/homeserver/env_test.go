@@ -15,6 +15,9 @@ func TestDendriteEnv(t *testing.T) {
 	if !slices.Contains(env, "GOGC=50") {
 		t.Errorf("no GC default: %v", env)
 	}
+	if !slices.Contains(env, "DENDRITE_SYNC_MIN_INTERVAL=100ms") {
+		t.Errorf("no /sync interval default: %v", env)
+	}
 	if len(base) != 2 || base[1] != "HOME=/root" {
 		t.Errorf("base environment modified: %v", base)
 	}

@@ -173,24 +173,26 @@ type Machine struct {
 
 // BenchResult is everything a bench measured.
 type BenchResult struct {
-	Command       string                       `json:"command"`
-	Started       time.Time                    `json:"started"`
-	Finished      time.Time                    `json:"finished"`
-	Machine       Machine                      `json:"machine"`
-	Rounds        int                          `json:"rounds"`
-	Warmup        string                       `json:"warmup"`
-	Drain         string                       `json:"drain"`
-	Runs          []RunRecord                  `json:"runs"`
-	Levels        []LevelSummary               `json:"levels"`
-	Variants      []Variant                    `json:"variants"`
-	OverheadUsers int                          `json:"gateway_overhead_users,omitempty"`
-	Overhead      []*OverheadResult            `json:"gateway_overhead,omitempty"`
-	OverheadMed   []OverheadEntry              `json:"gateway_overhead_median,omitempty"`
-	Budget        *Budget                      `json:"memory_budget,omitempty"`
-	Profile       *ProfileSummary              `json:"profile,omitempty"`
-	ProfileRun    *Result                      `json:"profile_run,omitempty"`
-	JournalModes  map[string]map[string]string `json:"journal_modes"`
-	Checks        []Check                      `json:"checks"`
+	Command       string            `json:"command"`
+	Started       time.Time         `json:"started"`
+	Finished      time.Time         `json:"finished"`
+	Machine       Machine           `json:"machine"`
+	Rounds        int               `json:"rounds"`
+	Warmup        string            `json:"warmup"`
+	Drain         string            `json:"drain"`
+	Runs          []RunRecord       `json:"runs"`
+	Levels        []LevelSummary    `json:"levels"`
+	Variants      []Variant         `json:"variants"`
+	OverheadUsers int               `json:"gateway_overhead_users,omitempty"`
+	Overhead      []*OverheadResult `json:"gateway_overhead,omitempty"`
+	OverheadMed   []OverheadEntry   `json:"gateway_overhead_median,omitempty"`
+	// OverheadByVariant: the medians of every probed variant, when there was more than one.
+	OverheadByVariant map[string][]OverheadEntry   `json:"gateway_overhead_by_variant,omitempty"`
+	Budget            *Budget                      `json:"memory_budget,omitempty"`
+	Profile           *ProfileSummary              `json:"profile,omitempty"`
+	ProfileRun        *Result                      `json:"profile_run,omitempty"`
+	JournalModes      map[string]map[string]string `json:"journal_modes"`
+	Checks            []Check                      `json:"checks"`
 }
 
 // Budget is the memory check.
@@ -360,7 +362,8 @@ func (b *bench) run(ctx context.Context, v Variant, lv Level, round int, profile
 		return res, nil
 	}
 	b.res.Runs = append(b.res.Runs, RunRecord{Seq: b.seq, Round: round, Level: b.level, Result: res})
-	if v.Kind == VariantOutpost && v.Name == b.o.Variants[0].Name && b.o.OverheadUsers == lv.Users && lv.Rate == 0 && srv.Direct != nil {
+	// Every Outpost variant is probed, so a gateway change can be compared with -variant.
+	if v.Kind == VariantOutpost && b.o.OverheadUsers == lv.Users && lv.Rate == 0 && srv.Direct != nil {
 		// Let the server finish the run's backlog first: the probe is about request
 		// latency, not about queueing behind leftover work.
 		waitIdle(ctx, srv.Target.Procs, 15*time.Second)
@@ -368,12 +371,41 @@ func (b *bench) run(ctx context.Context, v Variant, lv Level, round int, profile
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
+		ov.Variant = v.Name
 		b.res.Overhead = append(b.res.Overhead, ov)
 		for _, e := range ov.Requests {
-			b.logf("    gateway overhead, %s: %+.1f%% (%.3f ms)", e.Request, e.OverheadPct, e.AddedMs)
+			b.logf("    gateway overhead (%s), %s: %+.1f%% (%.3f ms)", v.Name, e.Request, e.OverheadPct, e.AddedMs)
 		}
 	}
 	return res, nil
+}
+
+// overheadMedians is the median over rounds of each request kind's overhead in the probes of
+// one variant (results without a variant name belong to the first).
+func overheadMedians(all []*OverheadResult, variant, first string) []OverheadEntry {
+	var probes []*OverheadResult
+	for _, ov := range all {
+		if ov.Variant == variant || (ov.Variant == "" && variant == first) {
+			probes = append(probes, ov)
+		}
+	}
+	if len(probes) == 0 {
+		return nil
+	}
+	var out []OverheadEntry
+	for i, e := range probes[0].Requests {
+		var pct, added, gw, dir []float64
+		for _, ov := range probes {
+			pct = append(pct, ov.Requests[i].OverheadPct)
+			added = append(added, ov.Requests[i].AddedMs)
+			gw = append(gw, ov.Requests[i].Gateway.P50)
+			dir = append(dir, ov.Requests[i].Direct.P50)
+		}
+		out = append(out, OverheadEntry{Request: e.Request,
+			Gateway: Dist{P50: median(gw)}, Direct: Dist{P50: median(dir)},
+			OverheadPct: round1(median(pct)), AddedMs: median(added)})
+	}
+	return out
 }
 
 func median(v []float64) float64 {
@@ -448,19 +480,18 @@ func (b *bench) summarize() {
 		}
 		r.Levels = append(r.Levels, ls)
 	}
-	// Gateway overhead: the median over rounds of each request kind's overhead.
-	if len(r.Overhead) > 0 {
-		for i, e := range r.Overhead[0].Requests {
-			var pct, added, gw, dir []float64
-			for _, ov := range r.Overhead {
-				pct = append(pct, ov.Requests[i].OverheadPct)
-				added = append(added, ov.Requests[i].AddedMs)
-				gw = append(gw, ov.Requests[i].Gateway.P50)
-				dir = append(dir, ov.Requests[i].Direct.P50)
+	// Gateway overhead: the median over rounds of each request kind's overhead, for the first
+	// variant (the one the targets are about) and, when several were probed, for each.
+	r.OverheadMed = overheadMedians(r.Overhead, r.Variants[0].Name, r.Variants[0].Name)
+	if len(r.Variants) > 1 {
+		r.OverheadByVariant = map[string][]OverheadEntry{}
+		for _, v := range r.Variants {
+			if med := overheadMedians(r.Overhead, v.Name, r.Variants[0].Name); len(med) > 0 {
+				r.OverheadByVariant[v.Name] = med
 			}
-			r.OverheadMed = append(r.OverheadMed, OverheadEntry{Request: e.Request,
-				Gateway: Dist{P50: median(gw)}, Direct: Dist{P50: median(dir)},
-				OverheadPct: round1(median(pct)), AddedMs: median(added)})
+		}
+		if len(r.OverheadByVariant) < 2 {
+			r.OverheadByVariant = nil
 		}
 	}
 	if b.o.BudgetUsers > 0 && b.o.BudgetMB > 0 {

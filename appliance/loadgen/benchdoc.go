@@ -140,6 +140,19 @@ func Markdown(r *BenchResult) string {
 		for _, e := range r.OverheadMed {
 			p("| %s | %.3f | %.3f | %+.3f | %+.1f%% |\n", e.Request, e.Gateway.P50, e.Direct.P50, e.AddedMs, e.OverheadPct)
 		}
+		if len(r.OverheadByVariant) > 1 {
+			p("\nBy variant (each probed after its own runs):\n\n| request | variant | gateway p50 ms | socket p50 ms | added ms | overhead |\n|---|---|---:|---:|---:|---:|\n")
+			for i, e := range r.OverheadMed {
+				for _, v := range r.Variants {
+					med := r.OverheadByVariant[v.Name]
+					if i >= len(med) {
+						continue
+					}
+					m := med[i]
+					p("| %s | %s | %.3f | %.3f | %+.3f | %+.1f%% |\n", e.Request, v.Name, m.Gateway.P50, m.Direct.P50, m.AddedMs, m.OverheadPct)
+				}
+			}
+		}
 	}
 	for _, l := range r.Levels {
 		if l.Rate > 0 {

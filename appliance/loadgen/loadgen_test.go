@@ -195,3 +195,20 @@ func TestErrKind(t *testing.T) {
 		t.Errorf("errKind = %q", got)
 	}
 }
+
+func TestOverheadMedians(t *testing.T) {
+	probe := func(variant string, pct float64) *OverheadResult {
+		return &OverheadResult{Variant: variant, Requests: []OverheadEntry{{Request: "send", OverheadPct: pct, AddedMs: pct / 10}}}
+	}
+	// An unnamed probe comes from a result written before probes were named: the first variant.
+	all := []*OverheadResult{probe("", 4), probe("b", 20), probe("a", 6), probe("b", 30), probe("a", 8)}
+	if got := overheadMedians(all, "a", "a"); len(got) != 1 || got[0].OverheadPct != 6 {
+		t.Errorf("a: %+v", got)
+	}
+	if got := overheadMedians(all, "b", "a"); len(got) != 1 || got[0].OverheadPct != 25 || got[0].AddedMs != 2.5 {
+		t.Errorf("b: %+v", got)
+	}
+	if got := overheadMedians(all, "c", "a"); got != nil {
+		t.Errorf("c was never probed: %+v", got)
+	}
+}

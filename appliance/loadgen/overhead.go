@@ -11,6 +11,9 @@ import (
 // OverheadResult compares request latency through the gateway with the same requests
 // sent straight to Dendrite's socket, alternating path on every request so drift cancels.
 type OverheadResult struct {
+	// Variant names the bench variant whose server was probed (empty in older results: the
+	// first variant).
+	Variant    string          `json:"variant,omitempty"`
 	Iterations int             `json:"iterations"`
 	Requests   []OverheadEntry `json:"requests"`
 }

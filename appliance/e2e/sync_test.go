@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// syncAnswer is one incremental /sync answer: when it arrived and the message bodies it
+// carried for the room.
+type syncAnswer struct {
+	at     time.Time
+	bodies []string
+}
+
+// syncOnce long-polls /sync from since and returns the room's new message bodies and the
+// next token.
+func (c *client) syncOnce(since, roomID string) (bodies []string, next string) {
+	c.t.Helper()
+	q := url.Values{"timeout": {"10000"}, "since": {since}}
+	var resp syncResponse
+	c.must(http.MethodGet, "/_matrix/client/v3/sync?"+q.Encode(), nil, &resp)
+	for _, ev := range resp.timeline(roomID) {
+		if ev.Type == "m.room.message" {
+			bodies = append(bodies, fmt.Sprint(ev.Content["body"]))
+		}
+	}
+	return bodies, resp.NextBatch
+}
+
+// TestSyncMinInterval drives our Dendrite patch the way a busy room does: messages arrive
+// faster than the shortest interval between two answers to one device, and the reader's
+// client comes straight back after every answer. The reader must get every message, in
+// order, once, in fewer answers spaced at least the interval apart; and a message into a
+// room that has been quiet for longer than the interval must not be held.
+func TestSyncMinInterval(t *testing.T) {
+	const interval = time.Second // the patch's ceiling, so the spacing is unmistakable
+	t.Setenv("DENDRITE_SYNC_MIN_INTERVAL", interval.String())
+	d := startDaemon(t, t.TempDir())
+	d.setup("box.lan")
+	base := d.surl("")
+	alice, bob := newClient(t, base), newClient(t, base)
+	alice.login("alice", password("alice"))
+	bob.login("bob", password("bob"))
+	room := alice.createRoom("Busy", bob.userID)
+	bob.join(room)
+
+	var first struct {
+		NextBatch string `json:"next_batch"`
+	}
+	bob.must(http.MethodGet, "/_matrix/client/v3/sync?timeout=0", nil, &first)
+	since := first.NextBatch
+
+	// 12 messages over ~1.8 s: without the interval, bob would be answered once per message.
+	const n = 12
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := alice.send(room, fmt.Sprintf("burst-%d", i), fmt.Sprintf("burst %d", i)); err != nil {
+				sent <- err
+				return
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+		sent <- nil
+	}()
+	var answers []syncAnswer
+	var got []string
+	deadline := time.Now().Add(60 * time.Second)
+	for len(got) < n && time.Now().Before(deadline) {
+		bodies, next := bob.syncOnce(since, room)
+		since = next
+		if len(bodies) > 0 {
+			answers = append(answers, syncAnswer{time.Now(), bodies})
+			got = append(got, bodies...)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("bob got %d of %d messages: %q", len(got), n, got)
+	}
+	for i, b := range got {
+		if b != fmt.Sprintf("burst %d", i) {
+			t.Fatalf("message %d is %q; all: %q", i, b, got)
+		}
+	}
+	if len(answers) < 2 || len(answers) >= n {
+		t.Fatalf("%d messages came in %d answers; want them batched into 2..%d", n, len(answers), n-1)
+	}
+	for i := 1; i < len(answers); i++ {
+		// Answers start at least the interval apart; their arrival may differ by the time
+		// one answer takes to compute, hence the slack.
+		if gap := answers[i].at.Sub(answers[i-1].at); gap < interval-200*time.Millisecond {
+			t.Errorf("answers %d and %d only %v apart (interval %v)", i-1, i, gap, interval)
+		}
+	}
+	t.Logf("%d messages over ~%v came in %d answers", n, time.Duration(n)*150*time.Millisecond, len(answers))
+
+	// Quiet room: bob's last answer is longer ago than the interval, so the next message is
+	// not held. Bob's long poll is already waiting when alice sends.
+	time.Sleep(interval + 500*time.Millisecond)
+	type result struct {
+		bodies []string
+		at     time.Time
+	}
+	polled := make(chan result, 1)
+	go func() {
+		bodies, _ := bob.syncOnce(since, room)
+		polled <- result{bodies, time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if _, err := alice.send(room, "quiet", "after a pause"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-polled
+	if len(r.bodies) != 1 || r.bodies[0] != "after a pause" {
+		t.Fatalf("quiet message: got %q", r.bodies)
+	}
+	// Not a speed target: anything close to the interval would mean it was held.
+	if took := r.at.Sub(start); took > interval*3/4 {
+		t.Errorf("a message into a quiet room took %v to arrive (held for the interval?)", took)
+	}
+}
