@@ -121,6 +121,9 @@ type Result struct {
 	UploadLatency *Dist `json:"upload_latency,omitempty"`
 	Syncs         int64 `json:"syncs"`
 	SyncLimited   int64 `json:"sync_limited"` // timeline gaps (events the client would have to backfill)
+	// RateLimited counts 429 answers that were waited out and retried, as apps do (media
+	// uploads are rate-limited per device); the retried request's latency includes the wait.
+	RateLimited int64 `json:"rate_limited,omitempty"`
 	// Errors counts failures by kind; ErrorCount is their sum.
 	Errors     map[string]int64 `json:"errors,omitempty"`
 	ErrorCount int64            `json:"error_count"`
@@ -173,8 +176,8 @@ type runner struct {
 	upLat   samples
 	errs    counters
 
-	sent, uploads, syncs, limited, delivered atomic.Int64
-	media                                    []byte
+	sent, uploads, syncs, limited, delivered, rateLimited atomic.Int64
+	media                                                 []byte
 }
 
 const (
@@ -293,6 +296,7 @@ func Run(ctx context.Context, t Target, o Options) (*Result, error) {
 	}
 	res.Syncs = r.syncs.Load()
 	res.SyncLimited = r.limited.Load()
+	res.RateLimited = r.rateLimited.Load()
 	res.Errors, res.ErrorCount = r.errs.snapshot()
 	var cpu time.Duration
 	var peak int64
@@ -307,7 +311,7 @@ func Run(ctx context.Context, t Target, o Options) (*Result, error) {
 		other := (machEnd - machStart) - cpu - (selfEnd.CPU - selfStart.CPU)
 		res.OtherCPUSecs = round3(max(other, 0).Seconds())
 	}
-	r.logf("%s: %.1f msg/s, delivery p50 %.1f ms p95 %.1f ms, %d errors, %d missing", t.Name, res.Throughput, res.Delivery.P50, res.Delivery.P95, res.ErrorCount, res.Lost)
+	r.logf("%s: %.1f msg/s, delivery p50 %.1f ms p95 %.1f ms, %d errors, %d missing, %d rate-limited and retried", t.Name, res.Throughput, res.Delivery.P50, res.Delivery.P95, res.ErrorCount, res.Lost, res.RateLimited)
 	return res, nil
 }
 
@@ -563,6 +567,24 @@ func (r *runner) startSenders(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 }
 
+// waitOutLimits runs call again after each rate-limit answer, waiting what the server asks
+// (within 50 ms..2 s), until it succeeds, fails otherwise, or ctx ends.
+func (r *runner) waitOutLimits(ctx context.Context, counted bool, call func() error) error {
+	for {
+		err := call()
+		var me *MatrixError
+		if !errors.As(err, &me) || me.Status != http.StatusTooManyRequests {
+			return err
+		}
+		if counted {
+			r.rateLimited.Add(1)
+		}
+		if err := sleep(ctx, time.Duration(min(max(me.RetryAfterMs, 50), 2000))*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
 // sendOne sends message seq of user u (after an upload, for media messages).
 func (r *runner) sendOne(ctx context.Context, u *user, seq int) {
 	counted := r.phase.Load() == phaseMeasure
@@ -572,7 +594,11 @@ func (r *runner) sendOne(ctx context.Context, u *user, seq int) {
 	defer cancel()
 	if r.o.MediaEvery > 0 && seq%r.o.MediaEvery == 0 {
 		start := time.Now()
-		mxc, err := u.c.upload(rctx, "load-"+key+".bin", r.media)
+		var mxc string
+		err := r.waitOutLimits(rctx, counted, func() (err error) {
+			mxc, err = u.c.upload(rctx, "load-"+key+".bin", r.media)
+			return err
+		})
 		if err != nil {
 			if ctx.Err() == nil {
 				r.errs.inc(errKind("upload", err))
@@ -590,7 +616,7 @@ func (r *runner) sendOne(ctx context.Context, u *user, seq int) {
 	r.mu.Lock()
 	r.pend[key] = p
 	r.mu.Unlock()
-	err := u.c.send(rctx, r.rooms[u.room], "lg"+key, content)
+	err := r.waitOutLimits(rctx, counted, func() error { return u.c.send(rctx, r.rooms[u.room], "lg"+key, content) })
 	lat := time.Since(p.start)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -1,11 +1,16 @@
 package loadgen
 
 import (
+	"context"
 	"database/sql"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +215,43 @@ func TestOverheadMedians(t *testing.T) {
 	}
 	if got := overheadMedians(all, "c", "a"); got != nil {
 		t.Errorf("c was never probed: %+v", got)
+	}
+}
+
+// A rate-limited upload is retried after the wait the server asks for, as apps do, and
+// counted; other failures are not retried.
+func TestWaitOutLimits(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch n := calls.Add(1); {
+		case r.URL.Query().Get("filename") == "bad":
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"errcode":"M_FORBIDDEN","error":"no"}`)) //nolint:errcheck
+		case n <= 2:
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"errcode":"M_LIMIT_EXCEEDED","error":"slow down","retry_after_ms":60}`)) //nolint:errcheck
+		default:
+			w.Write([]byte(`{"content_uri":"mxc://box.lan/abc"}`)) //nolint:errcheck
+		}
+	}))
+	defer srv.Close()
+	c := &client{base: srv.URL, hc: srv.Client()}
+	r := &runner{}
+	ctx := context.Background()
+	var mxc string
+	start := time.Now()
+	err := r.waitOutLimits(ctx, true, func() (err error) { mxc, err = c.upload(ctx, "x.bin", []byte("x")); return err })
+	if err != nil || mxc != "mxc://box.lan/abc" || calls.Load() != 3 || r.rateLimited.Load() != 2 {
+		t.Fatalf("err %v mxc %q calls %d limited %d", err, mxc, calls.Load(), r.rateLimited.Load())
+	}
+	if waited := time.Since(start); waited < 120*time.Millisecond {
+		t.Errorf("retried after %v, before the 2 x 60 ms the server asked for", waited)
+	}
+	calls.Store(10)
+	err = r.waitOutLimits(ctx, true, func() error { _, err := c.upload(ctx, "bad", []byte("x")); return err })
+	var me *MatrixError
+	if !errors.As(err, &me) || me.Status != http.StatusForbidden || calls.Load() != 11 {
+		t.Fatalf("a refusal: err %v, %d calls", err, calls.Load()-10)
 	}
 }
