@@ -125,4 +125,61 @@ func TestSyncMinInterval(t *testing.T) {
 	if took := r.at.Sub(start); took > interval*3/4 {
 		t.Errorf("a message into a quiet room took %v to arrive (held for the interval?)", took)
 	}
+
+	// A quiet device on a busy server: carol shares only a quiet room with alice while alice
+	// keeps the busy room going. Carol's long poll starts behind the server's position, so
+	// Dendrite first passes over the busy room's events with an empty result; that pass is
+	// not an answer and must not hold the message alice then sends her.
+	if _, errOut, code := d.cli(password("carol")+"\n", "users", "add", "carol", "--password-stdin"); code != 0 {
+		t.Fatalf("add carol: %s", errOut)
+	}
+	carol := newClient(t, base)
+	carol.login("carol", password("carol"))
+	quiet := alice.createRoom("Quiet", carol.userID)
+	carol.join(quiet)
+	var cfirst syncResponse
+	carol.must(http.MethodGet, "/_matrix/client/v3/sync?timeout=0", nil, &cfirst)
+	csince := cfirst.NextBatch
+	stop := make(chan struct{})
+	busy := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				busy <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := alice.send(room, fmt.Sprintf("busy-%d", i), "busy"); err != nil {
+				busy <- err
+				return
+			}
+		}
+	}()
+	for i := range 3 {
+		time.Sleep(400 * time.Millisecond) // busy events pile up past carol's token
+		polled := make(chan result, 1)
+		go func() {
+			bodies, next := carol.syncOnce(csince, quiet)
+			csince = next
+			polled <- result{bodies, time.Now()}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		want := fmt.Sprintf("quiet %d", i)
+		if _, err := alice.send(quiet, "quiet-"+want, want); err != nil {
+			t.Fatal(err)
+		}
+		r := <-polled
+		if len(r.bodies) != 1 || r.bodies[0] != want {
+			t.Fatalf("carol's answer: %q, want %q", r.bodies, want)
+		}
+		if took := r.at.Sub(start); took > 400*time.Millisecond {
+			t.Errorf("carol's message %d took %v to arrive: held by passes over other rooms?", i, took)
+		}
+	}
+	close(stop)
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -34,6 +34,12 @@ test('root attributes become React props', () => {
       fill-rule='evenodd' xlink:href="#a" aria-hidden="true" data-x="1" style="enable-background:new 0 0 24 24"`),
     { width: '24', className: 'icon', fillRule: 'evenodd', xlinkHref: '#a', 'aria-hidden': 'true', 'data-x': '1',
       style: { enableBackground: 'new 0 0 24 24' } });
+  // Semicolons inside a data: URL or quotes do not end a declaration; comments are dropped.
+  assert.deepEqual(styleObject('background:url("data:image/png;base64,AA=="); /* a;b:c */ font-family: "x;y"; -MS-Filter: none'),
+    { background: 'url("data:image/png;base64,AA==")', fontFamily: '"x;y"', msFilter: 'none' });
+  // Entities are decoded; an editor's namespaced attributes dropped; React's irregular names.
+  assert.deepEqual(svgProps('tabindex="0" inkscape:label="L" sodipodi:docname="x.svg" aria-label="a &amp; b &#x41;&#66;"'),
+    { tabIndex: '0', 'aria-label': 'a & b AB' });
 });
 
 test('every SVG Element can import renders as a React component', async () => {
