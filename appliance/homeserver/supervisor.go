@@ -452,7 +452,7 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 var dendriteDefaults = []string{"GOGC=50", "DENDRITE_SYNC_MIN_INTERVAL=100ms"}
 
 // dendriteEnv is the environment dendrite runs with: outpostd's own, HOME in the
-// homeserver directory, and the GC defaults where the environment sets none.
+// homeserver directory, and dendriteDefaults where the environment sets none.
 func dendriteEnv(base []string, dir string) []string {
 	env := append(base[:len(base):len(base)], "HOME="+dir)
 	for _, kv := range dendriteDefaults {

@@ -161,9 +161,8 @@ func (c *client) doRetry(ctx context.Context, method, path string, body any, out
 		switch {
 		case err == nil:
 			return nil
-		case errors.As(err, &me) && me.Status == http.StatusTooManyRequests:
-			wait := time.Duration(min(max(me.RetryAfterMs, 50), 2000)) * time.Millisecond
-			if err := sleep(ctx, wait); err != nil {
+		case rateLimited(err) > 0:
+			if err := sleep(ctx, rateLimited(err)); err != nil {
 				return err
 			}
 		case errors.As(err, &me) && me.Status < 500:
@@ -175,6 +174,16 @@ func (c *client) doRetry(ctx context.Context, method, path string, body any, out
 		}
 	}
 	return err
+}
+
+// rateLimited is how long a rate-limit answer asks the client to wait (within 50 ms..2 s),
+// or 0 when err is not one.
+func rateLimited(err error) time.Duration {
+	var me *MatrixError
+	if !errors.As(err, &me) || me.Status != http.StatusTooManyRequests {
+		return 0
+	}
+	return time.Duration(min(max(me.RetryAfterMs, 50), 2000)) * time.Millisecond
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -572,14 +572,14 @@ func (r *runner) startSenders(ctx context.Context, wg *sync.WaitGroup) {
 func (r *runner) waitOutLimits(ctx context.Context, counted bool, call func() error) error {
 	for {
 		err := call()
-		var me *MatrixError
-		if !errors.As(err, &me) || me.Status != http.StatusTooManyRequests {
+		wait := rateLimited(err)
+		if wait == 0 {
 			return err
 		}
 		if counted {
 			r.rateLimited.Add(1)
 		}
-		if err := sleep(ctx, time.Duration(min(max(me.RetryAfterMs, 50), 2000))*time.Millisecond); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}

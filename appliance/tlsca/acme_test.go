@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/outpost-im/outpost/appliance/testenv"
 )
 
 // TestACMEModeAgainstPebble runs Let's Encrypt's pebble, a real ACME server, on loopback
@@ -74,11 +76,8 @@ func TestACMEModeAgainstPebble(t *testing.T) {
 	t.Cleanup(func() { tlsSrv.Close() })
 	addr := tlsLn.Addr().String()
 
-	// Both listeners stay open until both ports are picked, so the two differ.
-	l1, l2 := listenLoopback(t), listenLoopback(t)
-	acmePort, mgmtPort := portOf(t, l1.Addr().String()), portOf(t, l2.Addr().String())
-	l1.Close()
-	l2.Close()
+	ports := testenv.FreePorts(t, 2)
+	acmePort, mgmtPort := portOf(t, ports[0]), portOf(t, ports[1])
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           "127.0.0.1:" + acmePort,
 		"managementListenAddress": "127.0.0.1:" + mgmtPort,
