@@ -62,8 +62,8 @@ func TestRenderDefaults(t *testing.T) {
 		t.Errorf("identity servers must be empty: %v", ids)
 	}
 	dsn := dig(doc, "room_server.database.connection_string").(string)
-	if dsn != "file:///perm/outpost/homeserver/db/roomserver.db%3F_pragma=journal_mode%28WAL%29&_pragma=synchronous%28NORMAL%29&_stmt_cache=128" &&
-		dsn != "file:///perm/outpost/homeserver/db/roomserver.db%3F_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_stmt_cache=128" {
+	if dsn != "file:///perm/outpost/homeserver/db/roomserver.db%3F_pragma=journal_mode%28WAL%29&_pragma=synchronous%28NORMAL%29&_pragma=cache_size%28-256%29&_stmt_cache=128" &&
+		dsn != "file:///perm/outpost/homeserver/db/roomserver.db%3F_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-256)&_stmt_cache=128" {
 		t.Errorf("roomserver DSN %q: the '?' must be encoded or Dendrite drops the pragmas", dsn)
 	}
 	for _, comp := range []string{"user_api.account_database", "sync_api.database", "key_server.database", "media_api.database", "federation_api.database", "relay_api.database", "mscs.database"} {

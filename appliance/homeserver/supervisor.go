@@ -442,14 +442,25 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 
 // dendriteDefaults is the environment dendrite runs with unless outpostd's own environment
 // (an operator's, or a benchmark's) sets the same variable; see docs/benchmarks.md.
-//   - GOGC=50 (collect when the heap has grown by half, not doubled) cut dendrite's peak RSS
-//     by ~15% at 2 and 20 busy users with no CPU cost the bench could see.
+//   - GOGC=35 (collect when the heap has grown by a third, not doubled). 50 cut dendrite's
+//     peak RSS by ~15% at 2 and 20 busy users with no CPU cost the bench could see; once
+//     our Dendrite patches had removed most of its garbage, 35 took another ~5 MB (2 users)
+//     to ~10 MB (20 users) for 0-3% of the throughput (docs/benchmarks.md).
 //   - DENDRITE_SYNC_MIN_INTERVAL (our Dendrite patch): answer one device's /sync at most
 //     every 100 ms. In a busy room everything that arrived meanwhile goes out in one answer
 //     instead of one whole incremental sync per event per member: 2.3x the 20-user
 //     throughput, with no added latency in a quiet room (a device answered longer ago is
 //     not held) and at most 100 ms in a busy one.
-var dendriteDefaults = []string{"GOGC=50", "DENDRITE_SYNC_MIN_INTERVAL=100ms"}
+//   - DENDRITE_JETSTREAM_BLOCK_SIZE and _CACHE_EXPIRE (our patch to the NATS server inside
+//     Dendrite): 256 KiB file-store blocks cached for 1 s instead of 4 MB for 10 s. The
+//     streams a message passes through kept ~16 MB of messages in memory under load; this
+//     cut dendrite's peak RSS by 28 MB at 20 busy users for ~2% of its throughput.
+var dendriteDefaults = []string{
+	"GOGC=35",
+	"DENDRITE_SYNC_MIN_INTERVAL=100ms",
+	"DENDRITE_JETSTREAM_BLOCK_SIZE=262144",
+	"DENDRITE_JETSTREAM_CACHE_EXPIRE=1s",
+}
 
 // dendriteEnv is the environment dendrite runs with: outpostd's own, HOME in the
 // homeserver directory, and dendriteDefaults where the environment sets none.

@@ -21,7 +21,8 @@ func dendriteBinary(t *testing.T) string { return testenv.DendriteBinary(t) }
 
 // The dendrite under test is our build: the pinned modules with firmware/dendrite/patches
 // applied through replace directives (make dendrite), not the stock modules, which ignore
-// the pool settings and the statement cache option Render writes.
+// the pool settings, the statement cache option Render writes and the JetStream file
+// store settings in dendriteDefaults.
 func TestDendriteIsPatchedBuild(t *testing.T) {
 	bin := dendriteBinary(t)
 	info, err := buildinfo.ReadFile(bin)
@@ -33,7 +34,7 @@ func TestDendriteIsPatchedBuild(t *testing.T) {
 	for _, m := range append([]*debug.Module{&info.Main}, info.Deps...) {
 		mods[m.Path] = m
 	}
-	for _, path := range []string{"github.com/element-hq/dendrite", "modernc.org/sqlite"} {
+	for _, path := range []string{"github.com/element-hq/dendrite", "modernc.org/sqlite", "github.com/nats-io/nats-server/v2"} {
 		m := mods[path]
 		if m == nil {
 			t.Fatalf("%s: no %s module in its build info", bin, path)

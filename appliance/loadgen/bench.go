@@ -21,16 +21,17 @@ const (
 )
 
 // Variant is one server setup a bench compares: a Kind (VariantOutpost, VariantStock or
-// VariantDirect) under a name, optionally with another outpostd binary (a candidate
-// configuration) or extra environment (GOGC, GOMAXPROCS, ...).
+// VariantDirect) under a name, optionally with another outpostd or dendrite binary (a
+// candidate configuration or patch) or extra environment (GOGC, GOMAXPROCS, ...).
 type Variant struct {
 	Name     string   `json:"name"`
 	Kind     string   `json:"kind"`
 	Outpostd string   `json:"outpostd,omitempty"`
+	Dendrite string   `json:"dendrite,omitempty"`
 	Env      []string `json:"env,omitempty"`
 }
 
-// ParseVariant reads "name=kind[,outpostd=PATH][,env=K=V K=V]".
+// ParseVariant reads "name=kind[,outpostd=PATH][,dendrite=PATH][,env=K=V K=V]".
 func ParseVariant(s string) (Variant, error) {
 	parts := strings.Split(s, ",")
 	name, kind, ok := strings.Cut(parts[0], "=")
@@ -48,6 +49,8 @@ func ParseVariant(s string) (Variant, error) {
 		switch k {
 		case "outpostd":
 			v.Outpostd = val
+		case "dendrite":
+			v.Dendrite = val
 		case "env":
 			v.Env = strings.Fields(val)
 		default:
@@ -250,7 +253,7 @@ func RunBench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		for round := 1; round <= o.Rounds; round++ {
 			variants := slices.Clone(o.Variants)
 			if o.DirectUsers == lv.Users && lv.Rate == 0 {
-				variants = append(variants, Variant{Name: VariantDirect, Kind: VariantDirect, Env: o.Variants[0].Env, Outpostd: o.Variants[0].Outpostd})
+				variants = append(variants, Variant{Name: VariantDirect, Kind: VariantDirect, Env: o.Variants[0].Env, Outpostd: o.Variants[0].Outpostd, Dendrite: o.Variants[0].Dendrite})
 			}
 			for _, v := range variants {
 				if _, err := b.run(ctx, v, lv, round, false); err != nil {
@@ -292,6 +295,9 @@ func (b *bench) run(ctx context.Context, v Variant, lv Level, round int, profile
 	bins := b.o.Bins
 	if v.Outpostd != "" {
 		bins.Outpostd = v.Outpostd
+	}
+	if v.Dendrite != "" {
+		bins.Dendrite = v.Dendrite
 	}
 	switch v.Kind {
 	case VariantOutpost, VariantDirect:

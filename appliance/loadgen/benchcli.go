@@ -55,7 +55,7 @@ func BenchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		render    = fs.String("render", "", "only re-render -out from an earlier -json result (re-summarising its profile if the file is still there)")
 		command   = fs.String("command", "", "how this run was invoked, for the report (default: the command line)")
 	)
-	fs.Var(&variants, "variant", "a variant to compare, name=kind[,outpostd=PATH][,env=K=V K=V] (repeat; default: outpost then stock; ratios are first/second)")
+	fs.Var(&variants, "variant", "a variant to compare, name=kind[,outpostd=PATH][,dendrite=PATH][,env=K=V K=V] (repeat; default: outpost then stock; ratios are first/second)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

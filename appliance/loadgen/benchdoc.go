@@ -71,6 +71,9 @@ func Markdown(r *BenchResult) string {
 		if v.Outpostd != "" {
 			extra = append(extra, "outpostd "+v.Outpostd)
 		}
+		if v.Dendrite != "" {
+			extra = append(extra, "dendrite "+v.Dendrite)
+		}
 		if len(v.Env) > 0 {
 			extra = append(extra, "environment "+strings.Join(v.Env, " "))
 		}

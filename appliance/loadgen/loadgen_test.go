@@ -99,11 +99,11 @@ func TestParseLevels(t *testing.T) {
 }
 
 func TestParseVariant(t *testing.T) {
-	v, err := ParseVariant("lowgc=outpost,outpostd=/tmp/o,env=GOGC=50 GOMEMLIMIT=200MiB")
+	v, err := ParseVariant("lowgc=outpost,outpostd=/tmp/o,dendrite=/tmp/d,env=GOGC=50 GOMEMLIMIT=200MiB")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Name != "lowgc" || v.Kind != VariantOutpost || v.Outpostd != "/tmp/o" || len(v.Env) != 2 || v.Env[1] != "GOMEMLIMIT=200MiB" {
+	if v.Name != "lowgc" || v.Kind != VariantOutpost || v.Outpostd != "/tmp/o" || v.Dendrite != "/tmp/d" || len(v.Env) != 2 || v.Env[1] != "GOMEMLIMIT=200MiB" {
 		t.Errorf("variant = %+v", v)
 	}
 	if v, err := ParseVariant("stock"); err != nil || v.Name != "stock" || v.Kind != VariantStock {
