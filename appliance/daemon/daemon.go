@@ -84,6 +84,17 @@ var errRestart = errors.New("restart requested")
 
 // Run serves until ctx ends, then shuts everything down in order.
 func Run(ctx context.Context, c Config) error {
+	// The network link's helper (the DHCP client) lives as long as the process: stop it and
+	// wait before returning, so nothing of ours still runs when gokrazy unmounts /perm.
+	if l, ok := c.Network.(interface{ Close(context.Context) error }); ok {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			if err := l.Close(ctx); err != nil {
+				c.Log.Warn("the network helper did not stop", "err", err)
+			}
+		}()
+	}
 	for {
 		err := runOnce(ctx, c)
 		if !errors.Is(err, errRestart) || ctx.Err() != nil {

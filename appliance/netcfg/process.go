@@ -55,6 +55,10 @@ func (p *Process) loop(stop, done chan struct{}) {
 		// group has exited, so a DHCP client left in outpostd's group would keep outpostd
 		// down for good after a crash.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		// Not outpostd's working directory: gokrazy starts services in their home under
+		// /perm, and a helper still running there when gokrazy unmounts /perm at power-off
+		// (Pdeathsig is asynchronous) makes the unmount fail and leaves the journal dirty.
+		cmd.Dir = "/"
 		out, _ := cmd.StderrPipe()
 		cmd.Stdout = cmd.Stderr
 		started := time.Now()

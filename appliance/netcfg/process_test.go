@@ -2,6 +2,7 @@ package netcfg
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,3 +78,43 @@ func TestHelperDiesWithParent(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The helper does not run in outpostd's working directory (on gokrazy, under /perm), and
+// Close stops it and waits: at power-off nothing of ours may still hold /perm when gokrazy
+// unmounts it.
+func TestHelperOutsidePermAndClosed(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	lines := make(chan string, 10)
+	p := &Process{Path: "/bin/sh", Args: []string{"-c", "pwd; exec sleep 1000"}, Log: slog.New(lineHandler(lines))}
+	link := &Interface{Name: "unused", DHCP: p}
+	p.Start()
+	select {
+	case got := <-lines:
+		if got != "/" {
+			t.Errorf("helper runs in %q, want /", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the helper said nothing")
+	}
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("no helper process")
+	}
+	if err := link.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if cmd.ProcessState == nil {
+		t.Error("Close returned before the helper had exited")
+	}
+}
+
+// lineHandler sends each log message to a channel.
+type lineHandler chan string
+
+func (h lineHandler) Enabled(context.Context, slog.Level) bool      { return true }
+func (h lineHandler) Handle(_ context.Context, r slog.Record) error { h <- r.Message; return nil }
+func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h lineHandler) WithGroup(string) slog.Handler                 { return h }

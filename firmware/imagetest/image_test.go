@@ -153,7 +153,7 @@ func TestImageInQEMU(t *testing.T) {
 
 	// Clean power-off (ACPI power button), then check /perm from the host.
 	v.powerButton(2 * time.Minute)
-	checkPerm(t, v.disk)
+	checkPerm(t, v)
 
 	// Boot 2: everything is still there.
 	v.boot()
@@ -186,7 +186,7 @@ func TestImageInQEMU(t *testing.T) {
 	afterReboot(t, hc, base, room, bobAcct.Password, "hello from alice", "hello back from bob", "sent just before the plug is pulled")
 	backToDHCP(t, v, base, dhcpBase, hc)
 	v.powerButton(2 * time.Minute)
-	checkPerm(t, v.disk)
+	checkPerm(t, v)
 	if v.panicked() {
 		t.Log("NOTE: the guest kernel panicked in this boot and rebooted itself (see panicked)")
 	}
@@ -223,8 +223,9 @@ func afterReboot(t *testing.T, hc *http.Client, base, room, bobPassword string, 
 
 // checkPerm runs a forced read-only e2fsck of /perm in the powered-off disk image and checks
 // the file system fills its (grown) partition.
-func checkPerm(t *testing.T, disk string) {
+func checkPerm(t *testing.T, v *vm) {
 	t.Helper()
+	disk := v.disk
 	f, err := os.Open(disk)
 	if err != nil {
 		t.Fatal(err)
@@ -243,9 +244,24 @@ func checkPerm(t *testing.T, disk string) {
 	}
 	out, err := exec.Command("e2fsck", "-f", "-n", fmt.Sprintf("%s?offset=%d", disk, perm.Start())).CombinedOutput()
 	if err != nil {
-		t.Fatalf("e2fsck of /perm: %v\n%s", err, out)
+		// The console's end says how the shutdown went (services stopped, /perm unmounted).
+		t.Fatalf("e2fsck of /perm: %v\n%s\nconsole before the power-off:\n%s", err, out, tail(v.console()))
 	}
-	t.Logf("e2fsck /perm: %s", lastLine(string(out)))
+	t.Logf("e2fsck /perm: %s\nshutdown:\n%s", lastLine(string(out)), shutdownLines(v.console()))
+}
+
+// shutdownLines are gokrazy's console lines about the last power-off.
+func shutdownLines(console string) string {
+	var out []string
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, "services") || strings.Contains(l, "sigkill") || strings.Contains(l, "/perm") || strings.Contains(l, "homeserver") && strings.Contains(l, "stop") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	if len(out) > 12 {
+		out = out[len(out)-12:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLine(s string) string {

@@ -174,7 +174,7 @@ func TestProvisionedImageInQEMU(t *testing.T) {
 		v.unplugStick(st.id)
 	}
 	v.powerButton(2 * time.Minute)
-	checkPerm(t, v.disk)
+	checkPerm(t, v)
 	for _, st := range sticks {
 		img := filepath.Join(dir, st.id+".img")
 		var out []byte
