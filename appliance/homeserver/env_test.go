@@ -1,7 +1,10 @@
 package homeserver
 
 import (
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +31,39 @@ func TestDendriteEnv(t *testing.T) {
 	env = dendriteEnv([]string{"GOGC=200"}, "/d")
 	if slices.Contains(env, "GOGC=35") || !slices.Contains(env, "GOGC=200") {
 		t.Errorf("explicit GOGC overridden: %v", env)
+	}
+}
+
+// The dendrite under test reads the JetStream file store settings (our nats-server patch):
+// the values outpostd sets are accepted, and a value out of range is reported, not used.
+func TestJetStreamSettingsReachDendrite(t *testing.T) {
+	bin := dendriteBinary(t)
+	run := func(env ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, "-version")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s -version: %v\n%s", bin, err, out)
+		}
+		return string(out)
+	}
+	var ours []string
+	for _, kv := range dendriteDefaults {
+		if strings.HasPrefix(kv, "DENDRITE_JETSTREAM_") {
+			ours = append(ours, kv)
+		}
+	}
+	if len(ours) != 2 {
+		t.Fatalf("dendriteDefaults sets %v, want block size and cache expiry", ours)
+	}
+	if out := run(ours...); strings.Contains(out, "ignored") {
+		t.Errorf("dendrite refused outpostd's settings:\n%s", out)
+	}
+	out := run("DENDRITE_JETSTREAM_BLOCK_SIZE=5", "DENDRITE_JETSTREAM_CACHE_EXPIRE=1h")
+	for _, want := range []string{`DENDRITE_JETSTREAM_BLOCK_SIZE="5" ignored`, `DENDRITE_JETSTREAM_CACHE_EXPIRE="1h" ignored`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q from a dendrite without our nats-server patch? output:\n%s", want, out)
+		}
 	}
 }

@@ -59,7 +59,7 @@ func (l *Interface) Close(ctx context.Context) error {
 	if l.DHCP == nil {
 		return nil
 	}
-	return l.DHCP.Stop(ctx)
+	return l.DHCP.Close(ctx)
 }
 
 func (l *Interface) handle() (*netlink.Handle, error) {

@@ -21,8 +21,9 @@ type Process struct {
 
 	mu      sync.Mutex
 	running bool
+	closed  bool // Close was called: Start does nothing any more
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when the last Start's loop has ended
 	cmd     *exec.Cmd
 }
 
@@ -37,7 +38,7 @@ func (p *Process) Running() bool {
 func (p *Process) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.running {
+	if p.running || p.closed {
 		return
 	}
 	p.running = true
@@ -110,17 +111,33 @@ func (p *Process) forward(r interface{ Read([]byte) (int, error) }) {
 	}
 }
 
-// Stop ends the program (SIGTERM, then SIGKILL after 5 s) and waits until it has exited.
+// Close stops the program for good: a later Start (a network trial rolling back to DHCP
+// while outpostd shuts down) does nothing.
+func (p *Process) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	return p.Stop(ctx)
+}
+
+// Stop ends the program (SIGTERM, then SIGKILL after 5 s) and waits until it has exited,
+// also when another Stop is already under way or timed out.
 func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.running {
-		p.mu.Unlock()
-		return nil
+	if p.running {
+		p.running = false
+		close(p.stop)
 	}
-	p.running = false
-	close(p.stop)
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
+	if done == nil {
+		return nil // never started
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
 	if cmd != nil && cmd.Process != nil {
 		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have just exited
 	}

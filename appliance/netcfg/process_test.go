@@ -109,6 +109,11 @@ func TestHelperOutsidePermAndClosed(t *testing.T) {
 	if cmd.ProcessState == nil {
 		t.Error("Close returned before the helper had exited")
 	}
+	// A trial rolling back to DHCP during shutdown must not start it again.
+	p.Start()
+	if p.Running() {
+		t.Error("Start after Close started the helper again")
+	}
 }
 
 // lineHandler sends each log message to a channel.
