@@ -64,8 +64,8 @@ func BenchmarkGatewayProxy(b *testing.B) {
 		get(b, &http.Client{Transport: homeserver.SocketTransport(sock)}, "http://homeserver/_matrix/client/versions")
 	})
 	// The least any proxy can add: bytes copied between a TCP connection and the socket,
-	// with no HTTP parsing at all. What this adds over "socket" is the floor of the
-	// gateway's overhead on this machine, whatever the gateway does.
+	// with no HTTP parsing at all. What this adds over "socket" is the floor of any
+	// gateway's overhead within one process (docs/benchmarks.md has it between processes).
 	b.Run("splice", func(b *testing.B) {
 		get(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, "http://"+splice(b, sock)+"/_matrix/client/versions")
 	})
