@@ -95,8 +95,11 @@ func Run(ctx context.Context, c Config) error {
 			}
 		}()
 	}
+	// The TCP listeners outlive restarts (after a restore), the process they do not.
+	var lns keptListeners
+	defer lns.close()
 	for {
-		err := runOnce(ctx, c)
+		err := runOnce(ctx, c, &lns)
 		if !errors.Is(err, errRestart) || ctx.Err() != nil {
 			return err
 		}
@@ -104,7 +107,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 }
 
-func runOnce(ctx context.Context, c Config) error {
+func runOnce(ctx context.Context, c Config, lns *keptListeners) error {
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -272,14 +275,14 @@ func runOnce(ctx context.Context, c Config) error {
 		}
 	}
 
-	httpLn, err := net.Listen("tcp", c.HTTPAddr)
+	httpLn, err := lns.listen(c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another outpostd running, or choose another -http address)", c.HTTPAddr, err)
 	}
 	var httpsLn net.Listener
 	httpsPort := 0
 	if c.HTTPSAddr != "" {
-		if httpsLn, err = net.Listen("tcp", c.HTTPSAddr); err != nil {
+		if httpsLn, err = lns.listen(c.HTTPSAddr); err != nil {
 			httpLn.Close()
 			return fmt.Errorf("listen on %s: %w (choose another -https address, or -https '' to serve plain HTTP only)", c.HTTPSAddr, err)
 		}
