@@ -137,9 +137,25 @@ func TestSyncMinInterval(t *testing.T) {
 	carol.login("carol", password("carol"))
 	quiet := alice.createRoom("Quiet", carol.userID)
 	carol.join(quiet)
+	// Let carol's own join settle first (her membership, alice's device list reaching her):
+	// an answer carrying that would rightly hold her next one for the interval. Settled is
+	// two snapshots in a row at the same position; then the interval passes.
 	var cfirst syncResponse
 	carol.must(http.MethodGet, "/_matrix/client/v3/sync?timeout=0", nil, &cfirst)
 	csince := cfirst.NextBatch
+	for settle := time.Now(); ; {
+		time.Sleep(200 * time.Millisecond)
+		var again syncResponse
+		carol.must(http.MethodGet, "/_matrix/client/v3/sync?timeout=0&since="+url.QueryEscape(csince), nil, &again)
+		if again.NextBatch == csince {
+			break
+		}
+		csince = again.NextBatch
+		if time.Since(settle) > 10*time.Second {
+			t.Fatal("carol's sync position still moving after 10 s with nobody sending")
+		}
+	}
+	time.Sleep(interval)
 	stop := make(chan struct{})
 	busy := make(chan error, 1)
 	go func() {
