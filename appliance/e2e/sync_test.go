@@ -103,14 +103,10 @@ func TestSyncMinInterval(t *testing.T) {
 	// Quiet room: bob's last answer is longer ago than the interval, so the next message is
 	// not held. Bob's long poll is already waiting when alice sends.
 	time.Sleep(interval + 500*time.Millisecond)
-	type result struct {
-		bodies []string
-		at     time.Time
-	}
-	polled := make(chan result, 1)
+	polled := make(chan syncAnswer, 1)
 	go func() {
 		bodies, _ := bob.syncOnce(since, room)
-		polled <- result{bodies, time.Now()}
+		polled <- syncAnswer{time.Now(), bodies}
 	}()
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
@@ -174,11 +170,11 @@ func TestSyncMinInterval(t *testing.T) {
 	}()
 	for i := range 3 {
 		time.Sleep(400 * time.Millisecond) // busy events pile up past carol's token
-		polled := make(chan result, 1)
+		polled := make(chan syncAnswer, 1)
 		go func() {
 			bodies, next := carol.syncOnce(csince, quiet)
 			csince = next
-			polled <- result{bodies, time.Now()}
+			polled <- syncAnswer{time.Now(), bodies}
 		}()
 		time.Sleep(300 * time.Millisecond)
 		start := time.Now()

@@ -157,12 +157,13 @@ func (c *client) doRetry(ctx context.Context, method, path string, body any, out
 	var err error
 	for attempt := 0; attempt < 40; attempt++ {
 		err = c.do(ctx, method, path, body, "", out)
+		wait := rateLimited(err)
 		var me *MatrixError
 		switch {
 		case err == nil:
 			return nil
-		case rateLimited(err) > 0:
-			if err := sleep(ctx, rateLimited(err)); err != nil {
+		case wait > 0:
+			if err := sleep(ctx, wait); err != nil {
 				return err
 			}
 		case errors.As(err, &me) && me.Status < 500:
